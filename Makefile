@@ -1,0 +1,31 @@
+# The two commands the README promises on a fresh machine:
+#   make serve   serve the models in models/ (serving install only: no torch)
+#   make test    install the training + test extras and run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+SERVE_VENV ?= .venv-serve
+
+.PHONY: test serve clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch==2.13.0 is the CPU build on this project's machines; any other spec pulls a multi-GB CUDA build.
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[train,dev]'
+	touch $@
+
+$(SERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(SERVE_VENV)
+	$(SERVE_VENV)/bin/pip install --quiet .
+	touch $@
+
+test: $(VENV)/.installed
+	# pytest exits 5 when it collects no tests: that must fail, never pass as "all green".
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+serve: $(SERVE_VENV)/.installed
+	$(SERVE_VENV)/bin/zooserve-serve
+
+clean:
+	rm -rf $(VENV) $(SERVE_VENV) build *.egg-info

@@ -1,0 +1,55 @@
+"""The app factory: `create_app(settings)` wires settings, the model repository, routers and middleware.
+
+Nothing happens at import time; models load in the lifespan, when the server starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from service import __version__, errors
+from service.logs import configure_logging
+from service.middleware import ApiKey, BodyLimit, RequestMetrics
+from service.routers import classify, health, infer, metrics, models, repository
+from service.runtime.repository import ModelRepository
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> FastAPI:
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    repo = ModelRepository(settings, available_providers)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("loading models from %s with providers %s", settings.repository, repo.providers)
+        await repo.load_all()
+        app.state.started = True
+        repo.start_polling()
+        yield
+        await repo.close()
+
+    app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
+    app.state.settings, app.state.repository, app.state.started = settings, repo, False
+    for r in (health.router, models.router, infer.router, repository.router, classify.router, metrics.router):
+        app.include_router(r)
+    errors.install(app)
+    # Outermost last: metrics see every response, including 401 and 413.
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
+    if settings.api_key:
+        app.add_middleware(ApiKey, key=settings.api_key)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
+    return app
+
+
+def factory() -> FastAPI:
+    """Entry point for `uvicorn --factory service.app:factory`: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,176 @@
+"""The model card (`model.json`): the one contract between `training/` (which writes it) and `service/`
+(which reads it). Defined once, here, with pydantic only, so both sides import it without torch.
+
+`python -m service.card` prints the JSON Schema; `python -m service.card models/` validates every card.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+CARD_FILE = "model.json"
+SCHEMA_VERSION = 1
+Datatype = Literal["FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES"]  # Open Inference Protocol names
+Task = Literal["image-classification", "text-classification", "language-model"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(_Strict):
+    name: str
+    datatype: Datatype
+    shape: list[int] = Field(description="-1 marks a dynamic axis")
+
+    @model_validator(mode="after")
+    def _dims(self):
+        if any(d < -1 or d == 0 for d in self.shape):
+            raise ValueError(f"{self.name}: dimensions are positive or -1 (dynamic), got {self.shape}")
+        return self
+
+
+class ImagePreprocess(_Strict):
+    kind: Literal["image"] = "image"
+    height: int
+    width: int
+    channels: int
+    layout: Literal["NCHW"] = "NCHW"
+    scale: float = Field(description="multiply raw 0-255 pixels by this before normalising")
+    mean: list[float]
+    std: list[float]
+
+    @model_validator(mode="after")
+    def _per_channel(self):
+        if len(self.mean) != self.channels or len(self.std) != self.channels:
+            raise ValueError("mean and std need one value per channel")
+        return self
+
+
+class Batching(_Strict):
+    max_batch_size: int = Field(ge=1)
+    max_delay_ms: float = Field(ge=0)
+
+
+class SplitMetrics(_Strict):
+    split: str
+    examples: int
+    accuracy: float | None = None
+    cross_entropy: float | None = Field(None, description="nats per item (image or token)")
+    perplexity: float | None = None
+
+
+class Dataset(_Strict):
+    name: str
+    sha256: dict[str, str] = Field(description="file -> sha256 of its (decompressed) bytes")
+    official: bool = Field(description="the checksums match the published release")
+    splits: dict[str, int] = Field(description="split name -> number of examples")
+    split_seed: int
+
+
+class Parity(_Strict):
+    reference: Literal["torch", "onnx-fp32"] = Field(
+        description="what the graph was compared with: the PyTorch module, or (for quantized graphs) the float ONNX graph")
+    max_abs_diff: float = Field(description="largest |onnxruntime - reference| over the parity inputs")
+    argmax_agreement: float
+    inputs: int
+    opset: int
+    onnxruntime: str
+
+
+class Quantization(_Strict):
+    method: str
+    calibration_examples: int
+    source_model: str
+    accuracy_change: float = Field(description="quantized minus float test accuracy")
+
+
+class Training(_Strict):
+    arch: str
+    model_config_: dict = Field(alias="model_config")
+    train_config: dict
+    optim_config: dict
+    seed: int
+    epochs_run: int
+    best_epoch: int
+    wall_time_s: float
+    parameters: int
+    world_size: int
+    device: str
+    torch: str
+    onnx: str
+
+
+class Artifact(_Strict):
+    file: str
+    bytes: int
+    sha256: str
+
+
+class ModelCard(_Strict):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    version: int = Field(ge=1)
+    task: Task
+    family: str = Field(pattern=r"^[a-z]+/[a-z0-9_-]+$")
+    description: str
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    preprocess: ImagePreprocess
+    labels: list[str] | None = None
+    batching: Batching
+    metrics: list[SplitMetrics]
+    dataset: Dataset
+    parity: Parity
+    quantization: Quantization | None = None
+    training: Training
+    artifact: Artifact
+    created: str
+
+    @model_validator(mode="after")
+    def _labels_match_logits(self):
+        if self.task.endswith("classification"):
+            if not self.labels:
+                raise ValueError("a classifier's card lists its labels")
+            classes = self.outputs[0].shape[-1]
+            if classes != len(self.labels):
+                raise ValueError(f"{len(self.labels)} labels but the output has {classes} classes")
+        return self
+
+
+def load_card(path: Path) -> ModelCard:
+    """Read and validate `<model dir>/model.json` (or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CARD_FILE
+    return ModelCard.model_validate_json(path.read_bytes())
+
+
+def find_cards(repository: Path) -> list[Path]:
+    """Every `<name>/<version>/model.json` in a Triton-style model repository."""
+    return sorted(p for p in Path(repository).glob(f"*/*/{CARD_FILE}") if p.parent.name.isdigit())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print(json.dumps(ModelCard.model_json_schema(by_alias=True), indent=2))
+        return 0
+    failed = 0
+    for path in find_cards(Path(args[0])):
+        try:
+            load_card(path)
+            print(f"ok    {path}")
+        except ValueError as exc:
+            failed += 1
+            print(f"FAIL  {path}: {exc}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

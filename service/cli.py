@@ -1,0 +1,55 @@
+"""`zooserve-serve`: run the service with uvicorn, configured by `ZOOSERVE_*` variables or flags."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+
+import uvicorn
+
+from service.runtime.repository import ModelRepository
+from service.settings import Settings
+
+
+async def check_repository(settings: Settings) -> int:
+    repo = ModelRepository(settings)
+    await repo.load_all()
+    entries = repo.entries()
+    for e in entries:
+        provider = e.loaded.model.provider if e.loaded else "-"
+        print(f"{e.name}/{e.version}: {e.state} {provider} {e.reason}".rstrip())
+    await repo.close()
+    if not entries:
+        print(f"no models found in {settings.repository}")
+    return 0 if entries and all(e.state == "READY" for e in entries) else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Serve the ONNX models of a zooserve model repository.")
+    p.add_argument("--repository", help="model repository (ZOOSERVE_REPOSITORY, default models/)")
+    p.add_argument("--host", help="interface (ZOOSERVE_HOST, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (ZOOSERVE_PORT, default 8000)")
+    p.add_argument("--workers", type=int, help="worker processes (ZOOSERVE_WORKERS, default 1)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="load every model as the server would, print each one's state, and exit (1 if any failed)")
+    args = p.parse_args(argv)
+    # Flags win over the environment; pass them on through it so every worker process sees them.
+    for key in ("repository", "host", "port", "workers"):
+        if getattr(args, key) is not None:
+            os.environ[f"ZOOSERVE_{key.upper()}"] = str(getattr(args, key))
+    settings = Settings()
+    if args.dry_run:
+        return asyncio.run(check_repository(settings))
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Workers are separate processes: counters must live in shared files to add up in /metrics.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="zooserve-metrics-")
+    uvicorn.run("service.app:factory", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, log_level=settings.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Every Prometheus metric the service exports, declared once at import.
+
+With several uvicorn workers the launcher sets PROMETHEUS_MULTIPROC_DIR before this module is first
+imported, so prometheus-client writes each worker's values to shared files and `/metrics` adds them up
+(counters and histograms sum; gauges use the mode given below).
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import REGISTRY, multiprocess
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_ROWS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+REQUESTS = Counter("zooserve_requests_total", "HTTP requests handled, by model, route and status code.",
+                   ["model", "endpoint", "code"])
+REQUEST_SECONDS = Histogram("zooserve_request_duration_seconds", "Time from request received to response ready.",
+                            ["model", "endpoint"], buckets=_LATENCY)
+INFLIGHT = Gauge("zooserve_inflight_requests", "HTTP requests being handled right now.", multiprocess_mode="livesum")
+QUEUE_WAIT = Histogram("zooserve_queue_wait_seconds", "Time a request waited in its model's batching queue.",
+                       ["model"], buckets=_LATENCY)
+QUEUE_DEPTH = Gauge("zooserve_queue_depth", "Requests waiting in a model's batching queue.", ["model"],
+                    multiprocess_mode="livesum")
+BATCH_SIZE = Histogram("zooserve_batch_size", "Rows in each batch the dynamic batcher formed.", ["model"],
+                       buckets=_ROWS)
+INFERENCE_SECONDS = Histogram("zooserve_inference_duration_seconds", "onnxruntime compute time per formed batch.",
+                              ["model"], buckets=_LATENCY)
+PADDING_TOKENS = Counter("zooserve_padding_tokens_total", "Pad tokens added to batch variable-length text.",
+                         ["model"])
+MODEL_READY = Gauge("zooserve_model_ready", "1 when a model version is loaded and serving, else 0.",
+                    ["model", "version"], multiprocess_mode="livemin")
+MODEL_LOAD_SECONDS = Gauge("zooserve_model_load_duration_seconds", "Time the last load of a model version took.",
+                           ["model", "version"], multiprocess_mode="max")
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition of every metric, summed over worker processes when there are several."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,106 @@
+"""Pure-ASGI middleware: body-size limit, API key, and per-request metrics.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched and the hot path
+stays short.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+import orjson
+
+from service import metrics
+
+OPEN_PATHS = ("/v2/health/", "/metrics")  # probes and scrapers need no key
+
+
+async def _send_error(send, status: int, message: str, headers: list | None = None) -> None:
+    body = orjson.dumps({"error": message})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodyLimit:
+    """413 for bodies over the limit, whether announced by Content-Length or streamed in chunks."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            return await _send_error(send, 413, f"request body of {int(length)} bytes is over the limit of {self.max_bytes}")
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await _send_error(send, 413, f"request body is over the limit of {self.max_bytes} bytes")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class ApiKey:
+    """Requires `Authorization: Bearer KEY` or `X-API-Key: KEY`, compared in constant time."""
+
+    def __init__(self, app, key: str):
+        self.app, self.key = app, key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS):
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-api-key", b"")
+        auth = headers.get(b"authorization", b"")
+        if auth.lower().startswith(b"bearer "):
+            given = auth[7:].strip()
+        if not hmac.compare_digest(given, self.key):
+            return await _send_error(send, 401, "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key)",
+                                     [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+class RequestMetrics:
+    """Counts requests by model, route template and status code, and times them."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = 500
+        t0 = time.perf_counter()
+
+        async def capture(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics.INFLIGHT.inc()
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            metrics.INFLIGHT.dec()
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "unmatched")
+            model = (scope.get("path_params") or {}).get("model", "")
+            metrics.REQUESTS.labels(model, endpoint, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(model, endpoint).observe(time.perf_counter() - t0)

@@ -1,0 +1,133 @@
+"""Parse and encode Open Inference Protocol v2 inference bodies, without pydantic on the tensor data.
+
+JSON tensors go straight from orjson's lists into numpy. Triton's binary tensor extension puts a JSON
+header of `Inference-Header-Content-Length` bytes first and the raw little-endian tensors after it, in
+input order, each sized by its `parameters.binary_data_size`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from service.runtime.errors import BadInput
+from service.runtime.onnx_model import V2_TO_NUMPY
+
+HEADER_LENGTH = "inference-header-content-length"
+NUMPY_TO_V2 = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}
+
+
+@dataclass
+class InferRequest:
+    inputs: dict[str, np.ndarray]
+    id: str | None = None
+    binary_outputs: dict[str, bool] = field(default_factory=dict)  # output name -> send as binary
+    default_binary: bool = False
+    requested: list[str] | None = None  # output names asked for; None = all
+
+
+def load_json(blob: bytes, what: str):
+    try:
+        return orjson.loads(blob)
+    except orjson.JSONDecodeError as exc:
+        raise BadInput(f"{what} is not valid JSON: {exc}") from None
+
+
+def _shape(raw, where: str) -> list[int]:
+    if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw):
+        raise BadInput(f"{where}.shape must be a list of non-negative integers, got {raw!r}")
+    return raw
+
+
+def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
+    if not isinstance(spec, dict):
+        raise BadInput(f"{where} must be an object with name, shape, datatype and data")
+    shape = _shape(spec.get("shape"), where)
+    datatype = spec.get("datatype")
+    if datatype not in V2_TO_NUMPY:
+        raise BadInput(f"{where}.datatype {datatype!r} is not supported; use one of {sorted(V2_TO_NUMPY)}")
+    dtype = np.dtype(V2_TO_NUMPY[datatype])
+    expected = int(np.prod(shape, dtype=np.int64))
+    if binary is not None:
+        if binary.nbytes != expected * dtype.itemsize:
+            raise BadInput(f"{where}: binary_data_size {binary.nbytes} does not match shape {shape} of {datatype} "
+                           f"({expected * dtype.itemsize} bytes)")
+        return np.frombuffer(binary, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+    if "data" not in spec:
+        raise BadInput(f"{where} has no data")
+    try:
+        arr = np.asarray(spec["data"], dtype=dtype)
+    except (ValueError, TypeError, OverflowError):
+        raise BadInput(f"{where}.data holds values that are not {datatype}") from None
+    if arr.size != expected:
+        raise BadInput(f"{where}: data has {arr.size} elements but shape {shape} needs {expected}")
+    return arr.reshape(shape)
+
+
+def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
+    """Body bytes (+ the binary-extension header, if any) -> named numpy arrays."""
+    if header_length is not None:
+        try:
+            n = int(header_length)
+        except ValueError:
+            raise BadInput(f"Inference-Header-Content-Length must be an integer, got {header_length!r}") from None
+        if not 0 < n <= len(body):
+            raise BadInput(f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes")
+        header, tail = load_json(body[:n], "the inference header"), memoryview(body)[n:]
+    else:
+        header, tail = load_json(body, "the request body"), memoryview(b"")
+    if not isinstance(header, dict):
+        raise BadInput("the request body must be a JSON object with an 'inputs' list")
+    specs = header.get("inputs")
+    if not isinstance(specs, list) or not specs:
+        raise BadInput("'inputs' must be a non-empty list of tensors")
+    inputs, offset = {}, 0
+    for i, spec in enumerate(specs):
+        name = spec.get("name") if isinstance(spec, dict) else None
+        where = f"inputs[{i}]" + (f" ({name!r})" if name else "")
+        if not isinstance(name, str):
+            raise BadInput(f"{where}.name must be a string")
+        if name in inputs:
+            raise BadInput(f"input {name!r} is given twice")
+        size = (spec.get("parameters") or {}).get("binary_data_size")
+        chunk = None
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+                raise BadInput(f"{where}.parameters.binary_data_size {size!r} runs past the {len(tail)} bytes of binary data")
+            chunk, offset = tail[offset:offset + size], offset + size
+        inputs[name] = _tensor(spec, where, chunk)
+    if offset != len(tail):
+        raise BadInput(f"{len(tail) - offset} bytes of binary data follow the inputs unclaimed")
+    params = header.get("parameters") or {}
+    outputs = header.get("outputs")
+    requested, binary = None, {}
+    if isinstance(outputs, list):
+        requested = [o.get("name") for o in outputs if isinstance(o, dict)]
+        binary = {o["name"]: bool((o.get("parameters") or {}).get("binary_data")) for o in outputs if isinstance(o, dict) and "name" in o}
+    rid = header.get("id")
+    return InferRequest(inputs, str(rid) if rid is not None else None, binary,
+                        bool(params.get("binary_data_output")), requested)
+
+
+def encode_infer(model: str, version: int, req: InferRequest, outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
+    """Response body and, when any output is binary, the JSON header's length for the response header."""
+    entries, blobs = [], []
+    for name in req.requested or list(outputs):
+        arr = outputs[name]
+        entry = {"name": name, "datatype": NUMPY_TO_V2[arr.dtype], "shape": list(arr.shape)}
+        if req.binary_outputs.get(name, req.default_binary):
+            raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = np.ascontiguousarray(arr).ravel()
+        entries.append(entry)
+    doc = {"model_name": model, "model_version": str(version), "outputs": entries}
+    if req.id is not None:
+        doc["id"] = req.id
+    head = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)

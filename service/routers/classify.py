@@ -1,0 +1,65 @@
+"""POST /v1/models/{model}/classify: images in, top-k labels with probabilities out.
+
+Send JSON `{"images": ["<base64 PNG/JPEG>", ...]}` or `{"arrays": [[[0-255 pixels]], ...]}`, or a
+multipart form with one or more `files`. `top_k` (default 3) is a query or JSON field.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+
+from service.deps import Config, Repo
+from service.protocol.v2 import load_json
+from service.runtime.classify import array_to_input, classify_images, decode_base64, decode_image, image_to_array
+from service.runtime.errors import BadInput
+
+router = APIRouter(prefix="/v1/models", tags=["tasks"])
+MAX_IMAGES = 1024
+
+
+async def _images_from_request(request: Request, pre) -> tuple[list, int | None]:
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("multipart/form-data"):
+        form = await request.form()
+        files = form.getlist("files") or form.getlist("file")
+        if not files:
+            raise BadInput("multipart upload needs one or more 'files' parts")
+        if len(files) > MAX_IMAGES:
+            raise BadInput(f"at most {MAX_IMAGES} images per request, got {len(files)}")
+        out = []
+        for i, f in enumerate(files):
+            if isinstance(f, str):
+                raise BadInput(f"files[{i}] must be a file upload, not a text field")
+            out.append(image_to_array(decode_image(await f.read(), f"files[{i}] ({f.filename})"), pre))
+        return out, None
+    doc = load_json(await request.body(), "the request body")
+    if not isinstance(doc, dict):
+        raise BadInput('the body must be a JSON object with "images" (base64) or "arrays" (pixel lists)')
+    images, arrays = doc.get("images"), doc.get("arrays")
+    if (images is None) == (arrays is None):
+        raise BadInput('give exactly one of "images" (base64 PNG/JPEG) or "arrays" (pixel lists)')
+    items = images if images is not None else arrays
+    if not isinstance(items, list):
+        raise BadInput(f'"{"images" if images is not None else "arrays"}" must be a list')
+    if len(items) > MAX_IMAGES:
+        raise BadInput(f"at most {MAX_IMAGES} images per request, got {len(items)}")
+    if images is not None:
+        out = [image_to_array(decode_image(decode_base64(t, f"images[{i}]"), f"images[{i}]"), pre)
+               for i, t in enumerate(items)]
+    else:
+        out = [array_to_input(a, pre, f"arrays[{i}]") for i, a in enumerate(items)]
+    k = doc.get("top_k")
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool)):
+        raise BadInput(f"top_k must be an integer, got {k!r}")
+    return out, k
+
+
+@router.post("/{model}/classify")
+async def classify(model: str, request: Request, repo: Repo, settings: Config,
+                   top_k: int | None = Query(None, description="labels to return per image")) -> dict:
+    loaded = repo.get(model)
+    images, body_k = await _images_from_request(request, loaded.card.preprocess)
+    k = top_k or body_k or 3
+    results = await classify_images(loaded, images, k=min(k, len(loaded.card.labels)) if k > 0 else k,
+                                    timeout_s=settings.request_timeout_s)
+    return {"model": loaded.name, "version": str(loaded.version), "predictions": results}

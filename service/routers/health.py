@@ -1,0 +1,30 @@
+"""Open Inference Protocol health and server metadata."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from service.responses import JSON
+
+from service import __version__
+from service.deps import Repo
+from service.errors import error
+
+router = APIRouter(tags=["health"])
+EXTENSIONS = ["binary_tensor_data", "model_repository", "classification", "metrics"]
+
+
+@router.get("/v2/health/live")
+async def live() -> dict:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready")
+async def ready(request: Request, repo: Repo):
+    """Ready once the start-up load has finished and at least one model serves."""
+    ok = request.app.state.started and any(e.state == "READY" for e in repo.entries())
+    return JSON({"ready": True}) if ok else error(503, "not ready: no model is loaded yet")
+
+
+@router.get("/v2")
+async def server_metadata() -> dict:
+    return {"name": "zooserve", "version": __version__, "extensions": EXTENSIONS}

@@ -1,0 +1,67 @@
+"""Model metadata and readiness (Open Inference Protocol), and the model list for people."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from service.responses import JSON
+
+from service.deps import Repo
+from service.errors import error
+from service.runtime.repository import Entry
+
+router = APIRouter(tags=["models"])
+
+
+def _metadata(entry: Entry, versions: list[int]) -> dict:
+    doc = {"name": entry.name, "versions": [str(v) for v in versions], "platform": "onnxruntime_onnx",
+           "state": entry.state}
+    if entry.loaded:
+        card = entry.loaded.card
+        doc |= {
+            "inputs": [s.model_dump() for s in card.inputs],
+            "outputs": [s.model_dump() for s in card.outputs],
+            "parameters": {"task": card.task, "family": card.family, "execution_provider": entry.loaded.model.provider,
+                           "max_batch_size": entry.loaded.batcher.max_batch_size,
+                           "max_delay_ms": entry.loaded.batcher.max_delay_s * 1000, "labels": card.labels},
+        }
+    if entry.reason:
+        doc["reason"] = entry.reason
+    return doc
+
+
+@router.get("/v2/models/{model}")
+async def model_metadata(model: str, repo: Repo) -> dict:
+    return _metadata(repo.entry(model), [e.version for e in repo.versions(model)])
+
+
+@router.get("/v2/models/{model}/versions/{version}")
+async def version_metadata(model: str, version: int, repo: Repo) -> dict:
+    return _metadata(repo.entry(model, version), [version])
+
+
+async def _ready(repo: Repo, model: str, version: int | None):
+    entry = repo.entry(model, version)
+    if entry.state != "READY":
+        return error(503, f"model {model!r} version {entry.version} is {entry.state}"
+                     + (f": {entry.reason}" if entry.reason else ""))
+    return JSON({"name": model, "version": str(entry.version), "ready": True})
+
+
+@router.get("/v2/models/{model}/ready")
+async def model_ready(model: str, repo: Repo):
+    return await _ready(repo, model, None)
+
+
+@router.get("/v2/models/{model}/versions/{version}/ready")
+async def version_ready(model: str, version: int, repo: Repo):
+    return await _ready(repo, model, version)
+
+
+@router.get("/v1/models")
+async def list_models(repo: Repo) -> dict:
+    """Every model version the server knows, with its state and, when loaded, its task."""
+    return {"object": "list", "data": [
+        {"id": e.name, "object": "model", "owned_by": "zooserve", "version": e.version, "state": e.state,
+         **({"task": e.loaded.card.task, "family": e.loaded.card.family} if e.loaded else {}),
+         **({"reason": e.reason} if e.reason else {})}
+        for e in repo.entries()]}

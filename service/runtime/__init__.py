@@ -1,0 +1,1 @@
+"""The data plane: ONNX sessions, the dynamic batcher, the model repository, and task adapters."""

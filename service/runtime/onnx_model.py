@@ -1,0 +1,102 @@
+"""One onnxruntime InferenceSession, checked against its model card, on the best available provider."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from service.card import ModelCard, TensorSpec
+from service.runtime.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+# onnxruntime type strings -> Open Inference Protocol datatypes and numpy dtypes.
+ORT_TO_V2 = {
+    "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
+    "tensor(int8)": "INT8", "tensor(uint8)": "UINT8", "tensor(bool)": "BOOL",
+}
+V2_TO_NUMPY = {
+    "FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
+    "INT16": np.int16, "INT8": np.int8, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32,
+    "UINT64": np.uint64, "BOOL": np.bool_,
+}
+DEFAULT_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def select_providers(requested: list[str] | None, available: list[str]) -> list[str]:
+    """The requested providers (default: CUDA, then CPU) that this onnxruntime build has, in order.
+
+    CPU is always last, so a model still loads when a GPU provider is listed but missing.
+    """
+    wanted = requested or DEFAULT_PROVIDERS
+    missing = [p for p in wanted if p not in available]
+    if requested and missing:
+        log.warning("execution providers %s are not available here (available: %s)", missing, available)
+    chosen = [p for p in wanted if p in available]
+    return chosen + (["CPUExecutionProvider"] if "CPUExecutionProvider" not in chosen else [])
+
+
+def session_options(intra_op: int = 0, inter_op: int = 0, level: str = "all") -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = OPT_LEVELS[level]
+    opts.intra_op_num_threads = intra_op
+    opts.inter_op_num_threads = inter_op
+    return opts
+
+
+def _check_spec(kind: str, spec: TensorSpec, node) -> None:
+    got_type = ORT_TO_V2.get(node.type, node.type)
+    if got_type != spec.datatype:
+        raise ModelLoadError(f"{kind} {spec.name!r}: card says {spec.datatype}, graph has {got_type}")
+    graph_shape = [d if isinstance(d, int) else -1 for d in node.shape]  # symbolic dims are dynamic
+    if len(graph_shape) != len(spec.shape) or any(c != g for c, g in zip(spec.shape, graph_shape)):
+        raise ModelLoadError(f"{kind} {spec.name!r}: card says shape {spec.shape}, graph has {graph_shape}")
+
+
+class OnnxModel:
+    """A loaded, validated session. `run` is blocking: callers keep it off the event loop."""
+
+    def __init__(self, path: Path, card: ModelCard, *, providers: list[str], options: ort.SessionOptions):
+        if not path.is_file():
+            raise ModelLoadError(f"{path} is missing")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises several private exception types for bad files
+            raise ModelLoadError(f"{path}: onnxruntime cannot load it: {exc}") from exc
+        self.card = card
+        self.validate()
+        self.provider = self.session.get_providers()[0]
+        self.input_names = [i.name for i in card.inputs]
+        self.output_names = [o.name for o in card.outputs]
+
+    def validate(self) -> None:
+        """The card's inputs and outputs must match the graph's names, datatypes and shapes."""
+        for kind, specs, nodes in (("input", self.card.inputs, self.session.get_inputs()),
+                                   ("output", self.card.outputs, self.session.get_outputs())):
+            by_name = {n.name: n for n in nodes}
+            if sorted(by_name) != sorted(s.name for s in specs):
+                raise ModelLoadError(f"{kind}s: card lists {[s.name for s in specs]}, graph has {sorted(by_name)}")
+            for spec in specs:
+                _check_spec(kind, spec, by_name[spec.name])
+
+    @property
+    def batchable(self) -> bool:
+        """Batching needs a dynamic first axis on every input and output."""
+        return all(s.shape and s.shape[0] == -1 for s in (*self.card.inputs, *self.card.outputs))
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outputs))
+
+    def warmup(self) -> None:
+        """One inference at batch 1 with zeros, so the first client does not pay for lazy initialisation."""
+        feeds = {s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=V2_TO_NUMPY[s.datatype])
+                 for s in self.card.inputs}
+        self.run(feeds)

@@ -1,0 +1,209 @@
+"""The model repository: scan `<root>/<name>/<version>/`, load, unload and reload models at run time.
+
+Each version loads on its own: a missing or corrupt file, or a card that disagrees with its graph, makes
+that version UNAVAILABLE with the reason kept for the metadata endpoints and the logs; the rest serve.
+A reload swaps the new version in first and then drains the old one, so requests already on it finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime as ort
+
+from service import metrics
+from service.card import CARD_FILE, ModelCard, load_card
+from service.runtime.batcher import DynamicBatcher
+from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from service.runtime.onnx_model import OnnxModel, select_providers, session_options
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+
+
+@dataclass
+class Loaded:
+    """A serving model version: its card, session and batcher."""
+
+    card: ModelCard
+    model: OnnxModel
+    batcher: DynamicBatcher
+    load_seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def version(self) -> int:
+        return self.card.version
+
+
+@dataclass
+class Entry:
+    name: str
+    version: int
+    state: str
+    reason: str = ""
+    loaded: Loaded | None = None
+
+
+class ModelRepository:
+    def __init__(self, settings: Settings, available_providers: list[str] | None = None):
+        self.settings = settings
+        self.root = Path(settings.repository)
+        self.providers = select_providers(settings.providers, available_providers or ort.get_available_providers())
+        self._entries: dict[tuple[str, int], Entry] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._poller: asyncio.Task | None = None
+
+    # -- discovery -------------------------------------------------------------------------------
+    def scan(self) -> dict[str, list[int]]:
+        """Model name -> versions on disk (folders with a numeric name), ascending."""
+        found: dict[str, list[int]] = {}
+        if self.root.is_dir():
+            for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                versions = sorted(int(v.name) for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit())
+                if versions:
+                    found[model_dir.name] = versions
+        return found
+
+    def wanted_versions(self, name: str, on_disk: list[int]) -> list[int]:
+        pinned = self.settings.model_versions.get(name)
+        return [v for v in pinned if v in on_disk] if pinned else on_disk[-1:]
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _load_blocking(self, name: str, version: int) -> Loaded:
+        t0 = time.perf_counter()
+        folder = self.root / name / str(version)
+        try:
+            card = load_card(folder / CARD_FILE)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(f"{folder / CARD_FILE} is missing") from exc
+        except ValueError as exc:
+            raise ModelLoadError(f"{folder / CARD_FILE} is not a valid model card: {exc}") from exc
+        if (card.name, card.version) != (name, version):
+            raise ModelLoadError(f"{folder} holds a card for {card.name}/{card.version}")
+        s = self.settings
+        opts = session_options(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
+        model = OnnxModel(folder / card.artifact.file, card, providers=self.providers, options=opts)
+        model.warmup()
+        if not model.batchable:
+            log.warning("%s/%s: first axis is not dynamic (-1) in every input and output; batching is off", name, version)
+        size, delay = s.batching_for(name, card.batching.max_batch_size, card.batching.max_delay_ms)
+        batcher = DynamicBatcher(model.run, model=name, max_batch_size=size, max_delay_ms=delay,
+                                 max_queue=s.max_queue, enabled=model.batchable)
+        return Loaded(card, model, batcher, time.perf_counter() - t0)
+
+    async def load(self, name: str) -> list[Entry]:
+        """(Re)load the wanted versions of `name` from disk; unload versions no longer wanted."""
+        on_disk = self.scan().get(name)
+        if not on_disk:
+            raise ModelNotFound(f"model {name!r} is not in the repository {self.root}")
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            wanted = self.wanted_versions(name, on_disk)
+            results = []
+            for version in wanted:
+                results.append(await self._load_version(name, version))
+            for (n, v) in [k for k in self._entries if k[0] == name and k[1] not in wanted]:
+                await self._drop(n, v)
+            return results
+
+    async def _load_version(self, name: str, version: int) -> Entry:
+        key = (name, version)
+        old = self._entries.get(key)
+        self._entries[key] = Entry(name, version, LOADING, loaded=old.loaded if old else None)
+        try:
+            loaded = await asyncio.to_thread(self._load_blocking, name, version)
+        except ModelLoadError as exc:
+            log.error("model %s/%s is unavailable: %s", name, version, exc)
+            self._entries[key] = entry = Entry(name, version, UNAVAILABLE, str(exc))
+            metrics.MODEL_READY.labels(name, str(version)).set(0)
+        else:
+            loaded.batcher.start()
+            self._entries[key] = entry = Entry(name, version, READY, loaded=loaded)
+            metrics.MODEL_READY.labels(name, str(version)).set(1)
+            metrics.MODEL_LOAD_SECONDS.labels(name, str(version)).set(loaded.load_seconds)
+            log.info("model %s/%s ready on %s in %.3fs", name, version, loaded.model.provider, loaded.load_seconds)
+        if old and old.loaded and old.loaded is not entry.loaded:
+            await old.loaded.batcher.drain_and_stop()  # in-flight requests on the old session finish first
+        return entry
+
+    async def _drop(self, name: str, version: int) -> None:
+        entry = self._entries.get((name, version))
+        if entry is None:
+            return
+        self._entries[(name, version)] = Entry(name, version, UNLOADING)
+        if entry.loaded:
+            await entry.loaded.batcher.drain_and_stop()
+        del self._entries[(name, version)]
+        metrics.MODEL_READY.labels(name, str(version)).set(0)
+
+    async def unload(self, name: str) -> None:
+        keys = [k for k in self._entries if k[0] == name]
+        if not keys:
+            raise ModelNotFound(f"model {name!r} is not loaded")
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            for n, v in keys:
+                await self._drop(n, v)
+
+    async def load_all(self) -> None:
+        await asyncio.gather(*(self.load(name) for name in self.scan()))
+
+    async def close(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+        for n, v in list(self._entries):
+            await self._drop(n, v)
+
+    def start_polling(self) -> None:
+        """Pick up new versions (and new models) that appear on disk, every `poll_interval_s`."""
+        if self.settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            for name, versions in self.scan().items():
+                wanted = set(self.wanted_versions(name, versions))
+                have = {v for (n, v) in self._entries if n == name}
+                if wanted != have:
+                    log.info("repository poll: %s versions on disk %s, loaded %s", name, sorted(wanted), sorted(have))
+                    await self.load(name)
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def entries(self) -> list[Entry]:
+        return [self._entries[k] for k in sorted(self._entries)]
+
+    def versions(self, name: str) -> list[Entry]:
+        found = [e for e in self.entries() if e.name == name]
+        if not found:
+            raise ModelNotFound(f"unknown model {name!r}")
+        return found
+
+    def entry(self, name: str, version: int | None = None) -> Entry:
+        entries = self.versions(name)
+        if version is None:
+            ready = [e for e in entries if e.state == READY]
+            return ready[-1] if ready else entries[-1]
+        for e in entries:
+            if e.version == version:
+                return e
+        raise ModelNotFound(f"model {name!r} has no version {version} (known: {[e.version for e in entries]})")
+
+    def get(self, name: str, version: int | None = None) -> Loaded:
+        """The serving model version, or ModelNotFound (404) / ModelNotReady (503)."""
+        e = self.entry(name, version)
+        if e.state != READY or e.loaded is None:
+            raise ModelNotReady(f"model {name!r} version {e.version} is {e.state}" + (f": {e.reason}" if e.reason else ""))
+        return e.loaded
+
+    @property
+    def ready(self) -> bool:
+        return all(e.state == READY for e in self._entries.values())

@@ -1,0 +1,53 @@
+"""Service settings: one typed object, read from `ZOOSERVE_*` environment variables (or a `.env` file).
+
+Built once by the launcher (or a test) and passed to `create_app(settings)`; nothing reads the
+environment anywhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BatchingOverride(BaseSettings):
+    max_batch_size: int | None = Field(None, ge=1, description="rows per formed batch")
+    max_delay_ms: float | None = Field(None, ge=0, description="longest a request waits for company")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ZOOSERVE_", env_file=".env", env_nested_delimiter="__",
+                                      extra="ignore")
+
+    host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in containers)")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes; each loads every model")
+    repository: Path = Field(Path("models"), description="model repository: <name>/<version>/model.onnx + model.json")
+    model_versions: dict[str, list[int]] = Field(
+        default_factory=dict, description='versions to load per model, e.g. {"fashion-lenet": [1, 2]}; default: the newest')
+    poll_interval_s: float = Field(0.0, ge=0, description="rescan the repository for new versions this often; 0 = never")
+    providers: list[str] | None = Field(
+        None, description="onnxruntime execution providers in order of preference; default: CUDA if available, then CPU")
+    intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = onnxruntime's default")
+    inter_op_threads: int = Field(0, ge=0, description="threads across operators; 0 = onnxruntime's default")
+    graph_optimization: Literal["disable", "basic", "extended", "all"] = Field("all", description="onnxruntime graph optimisation level")
+    max_batch_size: int | None = Field(None, ge=1, description="default rows per batch; default: each card's hint")
+    max_delay_ms: float | None = Field(None, ge=0, description="default batching delay; default: each card's hint")
+    batching: dict[str, BatchingOverride] = Field(default_factory=dict, description="per-model batching overrides")
+    max_queue: int = Field(256, ge=1, description="requests waiting per model before new ones get 503")
+    request_timeout_s: float = Field(30.0, gt=0, description="a request not started by then is dropped with 504")
+    max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
+    api_key: str | None = Field(None, description="when set, every route but health and metrics needs it (Bearer or X-API-Key)")
+    cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
+    log_format: Literal["text", "json"] = Field("text", description="log line format")
+
+    def batching_for(self, model: str, card_max_batch: int, card_delay_ms: float) -> tuple[int, float]:
+        """Per-model override, else the global setting, else the card's hint."""
+        o = self.batching.get(model, BatchingOverride())
+        size = o.max_batch_size or self.max_batch_size or card_max_batch
+        delay = next(v for v in (o.max_delay_ms, self.max_delay_ms, card_delay_ms) if v is not None)
+        return size, delay

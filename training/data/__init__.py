@@ -1,0 +1,1 @@
+"""Dataset loaders. Each returns plain tensors; batching lives in `training.data.batches`."""

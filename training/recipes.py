@@ -1,0 +1,63 @@
+"""Named recipes: the exact settings that trained each model shipped in `models/`.
+
+`zooserve-train --recipe NAME` reproduces one; any flag on the command line overrides the recipe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str
+    description: str
+    model: dict = field(default_factory=dict)  # overrides of the architecture's config dataclass
+    train: dict = field(default_factory=dict)  # overrides of TrainConfig
+    optim: dict = field(default_factory=dict)  # overrides of OptimConfig
+    augment_pad: int = 0  # random-crop padding in pixels; 0 disables the crop
+    augment_flip: bool = False
+    max_batch_size: int = 64  # batching hints written into the card
+    max_delay_ms: float = 2.0
+
+
+RECIPES: dict[str, Recipe] = {
+    "fashion-lenet": Recipe(
+        arch="lenet",
+        description="LeNet-5 (ReLU, max pooling) on Fashion-MNIST",
+        train={"epochs": 30, "batch_size": 128, "max_norm": 4.0, "monitor": "val_accuracy"},
+        optim={"name": "adamw", "lr": 3e-3, "weight_decay": 5e-4, "schedule": "onecycle"},
+        augment_flip=True,
+        max_batch_size=128,
+    ),
+    "fashion-vgg": Recipe(
+        arch="vgg",
+        description="VGG-style net (3x3 conv stacks, BatchNorm, Dropout) on Fashion-MNIST",
+        train={"epochs": 15, "batch_size": 128, "monitor": "val_accuracy"},
+        optim={"name": "sgd", "lr": 0.05, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle"},
+        augment_pad=2, augment_flip=True,
+    ),
+    "fashion-resnet": Recipe(
+        arch="resnet",
+        description="ResNet (3 stages x 2 basic blocks, widths 16/32/64) on Fashion-MNIST",
+        model={"widths": (16, 32, 64), "blocks": (2, 2, 2)},
+        train={"epochs": 15, "batch_size": 128, "monitor": "val_accuracy"},
+        optim={"name": "sgd", "lr": 0.1, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle"},
+        augment_pad=2, augment_flip=True,
+    ),
+    "fashion-mobilenet": Recipe(
+        arch="mobilenet",
+        description="MobileNet-style net (depthwise-separable convs, width multiplier 0.5) on Fashion-MNIST",
+        model={"width_multiplier": 0.5},
+        train={"epochs": 15, "batch_size": 128, "monitor": "val_accuracy"},
+        optim={"name": "sgd", "lr": 0.1, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle"},
+        augment_pad=2, augment_flip=True,
+    ),
+    "fashion-inception": Recipe(
+        arch="inception",
+        description="Inception-style net (1x1, 3x3, factorised 1xn+nx1 and pooling branches) on Fashion-MNIST",
+        train={"epochs": 12, "batch_size": 128, "monitor": "val_accuracy"},
+        optim={"name": "sgd", "lr": 0.1, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle"},
+        augment_pad=2, augment_flip=True,
+    ),
+}
