@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue from <runs>/<name>/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true",
-                   help=f"one epoch of a few batches on {DRY_RUN_IMAGES} images; writes to <runs>/dry-run/models")
+                   help=f"one epoch of a few batches on {DRY_RUN_IMAGES} images; writes only under <runs>/dry-run/")
     return p.parse_args(argv)
 
 
@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     model = model_cfg.build().to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # oneDNN convolutions run faster in NHWC
-    run_dir = args.runs / name
+    # A dry run never touches the real run's checkpoint, which --resume and zooserve-report rely on.
+    run_dir = args.runs / "dry-run" / name if args.dry_run else args.runs / name
     config = {"arch": recipe.arch, "model_config": dataclasses.asdict(model_cfg),
               "train_config": dataclasses.asdict(train_cfg), "optim_config": dataclasses.asdict(optim_cfg),
               "recipe": dataclasses.asdict(recipe)}
@@ -122,19 +123,19 @@ def main(argv: list[str] | None = None) -> int:
         model = model.to("cpu", memory_format=torch.contiguous_format).eval()
         save_json(result.history, run_dir / "history.json")
         plot_curves(result.history, run_dir / "curves.png", name)
-        publish(args, name, recipe, model, model_cfg, config, result, data, out, dist)
+        publish(args, name, recipe, model, model_cfg, config, result, data, out, run_dir, dist)
     distributed.teardown(dist)
     return 0
 
 
-def publish(args, name, recipe, model, model_cfg, config, result, data, out: Path, dist) -> None:
+def publish(args, name, recipe, model, model_cfg, config, result, data, out: Path, run_dir: Path, dist) -> None:
     """Test-set figures, confusion matrix, ONNX export + parity, card; optionally the INT8 variant."""
     logits = task.predict(model, data.test_x)
     test = task.metrics(logits, data.test_y, "test")
     val_logits = task.predict(model, data.val.x)
     val = task.metrics(val_logits, data.val.y, "validation")
     cm = confusion_matrix(data.test_y.numpy(), logits.argmax(1).numpy(), len(data.labels))
-    plot_confusion(cm, data.labels, args.runs / name / "confusion.png", f"{name}: test accuracy {test['accuracy']:.4f}")
+    plot_confusion(cm, data.labels, run_dir / "confusion.png", f"{name}: test accuracy {test['accuracy']:.4f}")
     print(f"{name}: test accuracy {test['accuracy']:.4f}, cross-entropy {test['cross_entropy']:.4f}", flush=True)
 
     version = args.version or next_version(out, name)

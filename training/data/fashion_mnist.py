@@ -79,8 +79,9 @@ def _find(d: Path, fname: str) -> Path | None:
     return None
 
 
-def download(dest: Path = CACHE_DIR, *, timeout: float = 30.0) -> Path:
-    """Download the official files into `dest`, verifying each checksum before keeping it."""
+def download(dest: Path | None = None, *, timeout: float = 30.0) -> Path:
+    """Download the official files into `dest` (default: the cache), verifying each checksum before keeping it."""
+    dest = dest or CACHE_DIR
     dest.mkdir(parents=True, exist_ok=True)
     for fname, sha in FILES.values():
         target = dest / fname

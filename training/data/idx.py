@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def decompress(blob: bytes, *, source: str = "<bytes>") -> bytes:
         return blob
     try:
         return gzip.decompress(blob)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise IdxFormatError(f"{source}: corrupt gzip stream ({exc})") from exc
 
 

@@ -53,6 +53,10 @@ class Schedule:
         elif cfg.schedule == "cosine":
             self.sched = s.CosineAnnealingLR(opt, T_max=max(1, epochs))
         elif cfg.schedule == "onecycle":
+            # torch divides by (warm-up steps - 1), so exactly one warm-up step would divide by zero.
+            if abs(cfg.pct_start * epochs * steps_per_epoch - 1) < 1e-9:
+                raise ValueError(f"one-cycle with pct_start {cfg.pct_start} x {epochs} epochs x {steps_per_epoch} "
+                                 "steps has exactly one warm-up step, which torch cannot schedule; change pct_start")
             self.sched = s.OneCycleLR(opt, max_lr=cfg.lr, epochs=epochs, steps_per_epoch=steps_per_epoch,
                                       pct_start=cfg.pct_start)
         else:

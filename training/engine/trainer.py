@@ -118,6 +118,9 @@ def fit(
     last_path = checkpoint_dir / "last.pt" if checkpoint_dir else None
     if resume and last_path and last_path.is_file():
         ck = checkpoint.load(last_path)
+        if ck.get("monitor") != cfg.monitor:
+            raise ValueError(f"{last_path} picked its best epoch by {ck.get('monitor', 'an older rule')!r}, "
+                             f"this run by {cfg.monitor!r}: resume with the same --monitor or start afresh")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -167,7 +170,7 @@ def fit(
             if last_path:
                 checkpoint.save(last_path, model=model.state_dict(), optimizer=opt.state_dict(),
                                 scheduler=sched.state_dict(), rng=checkpoint.rng_state(), history=history,
-                                best_score=best_score, best_epoch=best_epoch, best_model=best_state,
+                                best_score=best_score, monitor=cfg.monitor, best_epoch=best_epoch, best_model=best_state,
                                 wall_time_s=elapsed, epoch=epoch, **(extra_state or {}))
         if on_epoch:
             on_epoch(row)

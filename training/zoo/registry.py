@@ -33,6 +33,11 @@ def _architectures() -> dict[str, type]:
 ARCHITECTURES: dict[str, type] = _architectures()
 
 
+def _tuples(value: Any) -> Any:
+    """Lists (from JSON) back to the tuples the frozen config dataclasses use, at every depth."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
 def build_config(arch: str, overrides: dict[str, Any] | None = None) -> ModelConfig:
     """Config for `arch` with `overrides` applied; unknown names or fields raise a clear error."""
     if arch not in ARCHITECTURES:
@@ -43,5 +48,5 @@ def build_config(arch: str, overrides: dict[str, Any] | None = None) -> ModelCon
     if unknown:
         raise ValueError(f"{arch} has no option(s) {sorted(unknown)}; it has {sorted(fields)}")
     # JSON round-trips turn tuples into lists; restore them so configs compare equal after a resume.
-    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in (overrides or {}).items()}
+    fixed = {k: _tuples(v) for k, v in (overrides or {}).items()}
     return cls(**fixed)

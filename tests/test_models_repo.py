@@ -1,0 +1,107 @@
+"""The shipped model repository: every card is valid and describes the ONNX file next to it; with the real
+dataset, each classifier reproduces the test accuracy its card claims."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from service.card import find_cards, load_card
+from training.data import fashion_mnist
+from training.export.onnx_export import run_onnx, session
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+CARDS = find_cards(MODELS)
+ONNX_TYPES = {"FP32": "tensor(float)", "FP16": "tensor(float16)", "INT64": "tensor(int64)", "INT32": "tensor(int32)",
+              "INT8": "tensor(int8)", "UINT8": "tensor(uint8)", "BOOL": "tensor(bool)", "BYTES": "tensor(string)"}
+
+needs_cards = pytest.mark.skipif(not CARDS, reason=f"no model cards in {MODELS} yet (models are still being "
+                                                   "trained; a later run checks them)")
+card_params = pytest.mark.parametrize("card_path", CARDS or [None], ids=lambda p: str(p.parent.relative_to(MODELS))
+                                      if p else "none")
+
+
+@needs_cards
+@card_params
+def test_card_describes_its_onnx_file(card_path):
+    card = load_card(card_path)
+    model_dir = card_path.parent
+    assert card.name == model_dir.parent.name and card.version == int(model_dir.name)
+    onnx_path = model_dir / card.artifact.file
+    assert card.artifact.file == "model.onnx" and onnx_path.is_file()
+    blob = onnx_path.read_bytes()
+    assert len(blob) == card.artifact.bytes
+    assert hashlib.sha256(blob).hexdigest() == card.artifact.sha256
+
+
+@needs_cards
+@card_params
+def test_graph_matches_card_io(card_path):
+    card = load_card(card_path)
+    onnx.checker.check_model(str(card_path.parent / "model.onnx"))
+    sess = session(card_path.parent / "model.onnx")
+    for got, spec in ((sess.get_inputs(), card.inputs), (sess.get_outputs(), card.outputs)):
+        assert [t.name for t in got] == [s.name for s in spec]
+        for t, s in zip(got, spec):
+            assert len(t.shape) == len(s.shape)
+            assert t.type == ONNX_TYPES[s.datatype]
+            for dim, want in zip(t.shape, s.shape):
+                assert (not isinstance(dim, int)) if want == -1 else dim == want, (t.name, t.shape, s.shape)
+
+
+@needs_cards
+@card_params
+def test_quantized_cards_point_at_their_source(card_path):
+    card = load_card(card_path)
+    if card.quantization is None:
+        pytest.skip("not a quantized model")
+    assert card.parity.reference == "onnx-fp32"  # compared with its float graph, not with torch
+    source = MODELS / card.quantization.source_model / "model.json"
+    assert source.is_file()
+    src = load_card(source)
+    src_test = next(m for m in src.metrics if m.split == "test")
+    test = next(m for m in card.metrics if m.split == "test")
+    assert card.quantization.accuracy_change == pytest.approx(test.accuracy - src_test.accuracy, abs=1e-9)
+
+
+@pytest.fixture(scope="module")
+def real_dataset():
+    try:
+        return fashion_mnist.load(allow_download=False)
+    except fashion_mnist.DatasetUnavailable:
+        pytest.skip("the real Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist, or set "
+                    "ZOOSERVE_DATA); this test never downloads")
+
+
+@pytest.mark.integration
+def test_real_dataset_is_the_official_release(real_dataset):
+    ds = real_dataset
+    assert ds.train_images.shape == (60000, 28, 28) and ds.train_labels.shape == (60000,)
+    assert ds.test_images.shape == (10000, 28, 28) and ds.test_labels.shape == (10000,)
+    assert ds.official is True
+    assert np.bincount(ds.test_labels).tolist() == [1000] * 10
+
+
+@pytest.mark.integration
+@needs_cards
+@card_params
+def test_shipped_model_reproduces_card_accuracy(card_path, real_dataset):
+    card = load_card(card_path)
+    if card.task != "image-classification":
+        pytest.skip(f"{card.task} is not checked on Fashion-MNIST")
+    test = next(m for m in card.metrics if m.split == "test")
+    if card.dataset.official:
+        assert card.dataset.sha256 == real_dataset.sha256
+    assert test.examples == len(real_dataset.test_labels)
+    p = card.preprocess
+    mean = np.asarray(p.mean, np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(p.std, np.float32).reshape(1, -1, 1, 1)
+    x = (real_dataset.test_images[:, None].astype(np.float32) * np.float32(p.scale) - mean) / std
+    logits = run_onnx(session(card_path.parent / "model.onnx"), x.astype(np.float32))
+    assert logits.shape == (10000, len(card.labels))
+    accuracy = float(np.mean(logits.argmax(1) == real_dataset.test_labels))
+    assert accuracy == pytest.approx(test.accuracy, abs=1e-6)
