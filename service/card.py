@@ -26,7 +26,7 @@ class _Strict(BaseModel):
 class TensorSpec(_Strict):
     name: str
     datatype: Datatype
-    shape: list[int] = Field(description="-1 marks a dynamic axis")
+    shape: list[int] = Field(min_length=1, description="-1 marks a dynamic axis")
 
     @model_validator(mode="after")
     def _dims(self):

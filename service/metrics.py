@@ -28,8 +28,6 @@ BATCH_SIZE = Histogram("zooserve_batch_size", "Rows in each batch the dynamic ba
                        buckets=_ROWS)
 INFERENCE_SECONDS = Histogram("zooserve_inference_duration_seconds", "onnxruntime compute time per formed batch.",
                               ["model"], buckets=_LATENCY)
-PADDING_TOKENS = Counter("zooserve_padding_tokens_total", "Pad tokens added to batch variable-length text.",
-                         ["model"])
 MODEL_READY = Gauge("zooserve_model_ready", "1 when a model version is loaded and serving, else 0.",
                     ["model", "version"], multiprocess_mode="livemin")
 MODEL_LOAD_SECONDS = Gauge("zooserve_model_load_duration_seconds", "Time the last load of a model version took.",
