@@ -1,0 +1,800 @@
+"""Serving benchmark: zooserve against its two ceilings, in one run, on 127.0.0.1 only.
+
+    python benchmarks/serve_bench.py                       # models/, fashion-lenet + fashion-resnet
+    python benchmarks/serve_bench.py --dry-run             # tiny counts: a smoke test in seconds
+    python benchmarks/serve_bench.py --models runs/dry-run/models --model fashion-lenet
+
+What it measures, at each concurrency level (default 1, 16, 64), with a fixed number of requests per level
+(and a time cap per level so a slow machine still finishes):
+
+  raw-ort    onnxruntime in this process: C threads calling session.run on batch-1 inputs, with the
+             session settings the server uses (ZOOSERVE_* / .env, via service.settings). Also a single
+             thread at the mean batch size the server's batcher formed (from /metrics), to compare the
+             server's throughput with the compute it actually ran.
+  bare       a minimal FastAPI/uvicorn app (this script, in a subprocess) that only parses the same V2
+             body into numpy (orjson.loads + np.asarray, or np.frombuffer for binary) and answers with a
+             tiny JSON: the ceiling for HTTP + body parsing on this machine.
+  zooserve   `python -m service.cli` in a subprocess with ZOOSERVE_REPOSITORY=--models, over V2 JSON and
+             over Triton's binary tensor extension.
+
+The load generator runs in this process on one asyncio (uvloop) event loop: C closed-loop workers, each
+with its own keep-alive HTTP/1.1 connection. By default a lean client on asyncio streams (~0.1 ms of
+CPU per request); `--client httpx` uses httpx.AsyncClient instead, which costs 25-60x more CPU per
+request and becomes the bottleneck on 2 cores. Either way it shares the cores with the servers: read
+the ratios, not the absolute numbers. See benchmarks/README.md.
+
+Also: cold start (launch -> /v2/health/ready == 200, median of --cold-starts launches) and the latency of
+a lone request on the idle server against one raw onnxruntime batch-1 call (medians).
+"""
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+HOST = "127.0.0.1"  # the only address this script ever binds or connects to
+DEFAULT_MODELS = ["fashion-lenet", "fashion-resnet"]
+HEADER_LENGTH = "Inference-Header-Content-Length"
+CLIENTS = {"raw": "asyncio streams HTTP/1.1 client", "httpx": "httpx.AsyncClient"}
+TARGETS = {  # (model, encoding, concurrency, ratio) -> minimum
+    ("fashion-lenet", "json", 64, "vs_bare"): 0.8,
+    ("fashion-resnet", "json", 64, "vs_ort_batch"): 0.7,
+    ("fashion-resnet", "binary", 64, "vs_ort_batch"): 0.7,
+}
+COLD_START_TARGET_S = 2.0
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    target: str  # raw-ort | bare | zooserve
+    model: str
+    encoding: str  # json | binary | - (raw ORT)
+    concurrency: int
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float] = field(repr=False, default_factory=list)
+    formed_batch: float | None = None  # zooserve: mean rows per onnxruntime call during the level
+    ort_batch: int | None = None  # raw ORT comparison at round(formed_batch)
+    ort_batch_rows_s: float | None = None
+    vs_bare: float | None = None
+    vs_ort_batch: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    def pct(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Process:
+    """A server subprocess whose output goes to a log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str], port: int, log_dir: Path, name: str):
+        self.port, self.name = port, name
+        self.log_path = log_dir / f"{name}-{port}.log"
+        with open(self.log_path, "wb") as f:
+            self.started = time.perf_counter()
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+
+    def wait_ready(self, path: str, timeout: float) -> float:
+        """Seconds from launch until GET path answers 200."""
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if http_get(self.port, path, timeout=1.0)[0] == 200:
+                    return time.perf_counter() - self.started
+            except OSError:
+                pass
+            if time.perf_counter() - self.started > timeout:
+                raise TimeoutError(f"{self.name} not ready after {timeout:.0f}s:\n{self.tail()}")
+            time.sleep(0.01)
+
+    def tail(self, n: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def child_env(extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    env.update(extra)
+    return env
+
+
+# -- the bare endpoint -----------------------------------------------------------------------------
+
+def serve_bare(port: int) -> int:
+    """The ceiling: parse the V2 body into numpy, answer with a tiny JSON. Same uvicorn setup as zooserve."""
+    import orjson
+    import uvicorn
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+
+    app = FastAPI()
+
+    @app.get("/v2/health/ready")
+    async def ready() -> dict:
+        return {"ready": True}
+
+    @app.post("/v2/models/{model}/infer")
+    async def infer(model: str, request: Request) -> Response:
+        body = await request.body()
+        n = request.headers.get(HEADER_LENGTH)
+        if n is None:
+            spec = orjson.loads(body)["inputs"][0]
+            arr = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
+        else:
+            spec = orjson.loads(body[:int(n)])["inputs"][0]
+            arr = np.frombuffer(memoryview(body)[int(n):], dtype="<f4").reshape(spec["shape"])
+        return Response(orjson.dumps({"model_name": model, "rows": int(arr.shape[0])}), media_type="application/json")
+
+    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    return 0
+
+
+# -- request bodies --------------------------------------------------------------------------------
+
+@dataclass
+class Body:
+    content: bytes
+    headers: dict[str, str]
+
+
+def make_bodies(input_name: str, x: np.ndarray) -> dict[str, Body]:
+    """One V2 infer body per encoding for the image `x` (1, 1, 28, 28) float32."""
+    import orjson
+
+    spec = {"name": input_name, "shape": list(x.shape), "datatype": "FP32"}
+    as_json = orjson.dumps({"inputs": [{**spec, "data": x.ravel()}]}, option=orjson.OPT_SERIALIZE_NUMPY)
+    raw = np.ascontiguousarray(x, dtype="<f4").tobytes()
+    header = orjson.dumps({"inputs": [{**spec, "parameters": {"binary_data_size": len(raw)}}],
+                           "parameters": {"binary_data_output": True}})
+    return {
+        "json": Body(as_json, {"Content-Type": "application/json"}),
+        "binary": Body(header + raw, {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}),
+    }
+
+
+def decode_logits(content: bytes, headers) -> np.ndarray:
+    import orjson
+
+    n = headers.get(HEADER_LENGTH.lower())  # header names are lower-cased by both clients
+    head = orjson.loads(content[:int(n)] if n else content)
+    out = head["outputs"][0]
+    if n:
+        return np.frombuffer(content[int(n):], dtype="<f4").reshape(out["shape"])
+    return np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+# -- the load generator ----------------------------------------------------------------------------
+#
+# Two interchangeable HTTP/1.1 keep-alive clients, one connection per worker coroutine:
+#   raw    asyncio streams writing a pre-built request and reading status line, headers and a
+#          Content-Length (or chunked) body. About 0.1 ms of client CPU per request.
+#   httpx  httpx.AsyncClient with connection limits = concurrency. Measured at 2.5-6.5 ms of client CPU
+#          per request on the 2-core development machine (more at higher concurrency), which makes the
+#          client, not the server, the bottleneck when both share the cores.
+
+class Response:
+    __slots__ = ("status", "headers", "content")
+
+    def __init__(self, status: int, headers: dict[str, str], content: bytes):
+        self.status, self.headers, self.content = status, headers, content
+
+
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1:port; reconnects when the server closes it."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> Response:
+        for attempt in (0, 1):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            try:
+                self.writer.write(raw)
+                return await self._read()
+            except (ConnectionError, asyncio.IncompleteReadError):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _read(self) -> Response:
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head[:-4].split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
+        headers = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+        if "content-length" in headers:
+            content = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding", "").lower() == "chunked":
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                parts.append(await self.reader.readexactly(size + 2))
+                if size == 0:
+                    break
+            content = b"".join(p[:-2] for p in parts)
+        else:
+            content = await self.reader.read()
+            self.close()
+        if headers.get("connection", "").lower() == "close":
+            self.close()
+        return Response(status, headers, content)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def raw_request(port: int, path: str, body: Body) -> bytes:
+    head = [f"POST {path} HTTP/1.1", f"Host: {HOST}:{port}", f"Content-Length: {len(body.content)}",
+            *(f"{k}: {v}" for k, v in body.headers.items())]
+    return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body.content
+
+
+class Client:
+    """`async with Client(kind, port, concurrency) as c: await c.post(worker, path, body)`."""
+
+    def __init__(self, kind: str, port: int, concurrency: int):
+        self.kind, self.port, self.concurrency = kind, port, concurrency
+        self._raw: dict[tuple[str, int], bytes] = {}
+
+    async def __aenter__(self):
+        if self.kind == "httpx":
+            import httpx
+
+            limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+            self._httpx = httpx.AsyncClient(base_url=f"http://{HOST}:{self.port}", limits=limits,
+                                            timeout=httpx.Timeout(60.0))
+        else:
+            self._conns = [RawConnection(self.port) for _ in range(self.concurrency)]
+        return self
+
+    async def __aexit__(self, *exc):
+        if self.kind == "httpx":
+            await self._httpx.aclose()
+        else:
+            for c in self._conns:
+                c.close()
+
+    async def post(self, worker: int, path: str, body: Body) -> Response:
+        if self.kind == "httpx":
+            r = await self._httpx.post(path, content=body.content, headers=body.headers)
+            return Response(r.status_code, dict(r.headers), r.content)
+        key = (path, id(body))
+        raw = self._raw.get(key)
+        if raw is None:
+            raw = self._raw[key] = raw_request(self.port, path, body)
+        return await self._conns[worker].request(raw)
+
+
+async def load(kind: str, port: int, path: str, body: Body, concurrency: int, requests: int, max_seconds: float,
+               warmup: int, before=None, after=None) -> tuple[int, int, float, list[float]]:
+    """`concurrency` closed-loop workers, one keep-alive connection each, send `body` until `requests` are
+    done or `max_seconds` pass, after about `warmup` unmeasured requests. `before()` / `after()` run
+    (blocking) just before and after the measured window. Returns (completed, errors, seconds, latencies ms)."""
+    async with Client(kind, port, concurrency) as client:
+        async def one(w: int) -> tuple[bool, float]:
+            t0 = time.perf_counter()
+            try:
+                ok = (await client.post(w, path, body)).status == 200
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                log(f"request failed: {exc!r}")
+                ok = False
+            except Exception as exc:  # httpx errors
+                log(f"request failed: {exc!r}")
+                ok = False
+            return ok, (time.perf_counter() - t0) * 1000
+
+        # Warm up: open every connection and let the server settle.
+        for _ in range(-(-warmup // concurrency) if warmup > 0 else 0):
+            await asyncio.gather(*(one(w) for w in range(concurrency)))
+        if before:
+            before()
+
+        latencies: list[float] = []
+        errors = 0
+        issued = 0
+        t_start = time.perf_counter()
+        deadline = t_start + max_seconds
+
+        async def worker(w: int) -> None:
+            nonlocal issued, errors
+            while issued < requests and time.perf_counter() < deadline:
+                issued += 1
+                ok, ms = await one(w)
+                if ok:
+                    latencies.append(ms)
+                else:
+                    errors += 1
+
+        await asyncio.wait_for(asyncio.gather(*(worker(w) for w in range(concurrency))), max_seconds + 120)
+        wall = time.perf_counter() - t_start
+        if after:
+            after()
+    return len(latencies), errors, wall, latencies
+
+
+async def sequential(kind: str, port: int, path: str, body: Body, n: int) -> list[float]:
+    """Latency (ms) of n requests sent one after another on an idle server (one keep-alive connection)."""
+    async with Client(kind, port, 1) as client:
+        for _ in range(5):  # connect and warm up
+            await client.post(0, path, body)
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            r = await client.post(0, path, body)
+            out.append((time.perf_counter() - t0) * 1000)
+            if r.status != 200:
+                raise RuntimeError(f"POST {path} -> {r.status}: {r.content[:300]!r}")
+    return out
+
+
+async def post_once(kind: str, port: int, path: str, body: Body) -> np.ndarray:
+    async with Client(kind, port, 1) as client:
+        r = await asyncio.wait_for(client.post(0, path, body), 30)
+    if r.status != 200:
+        raise RuntimeError(f"POST {path} -> {r.status}: {r.content[:300]!r}")
+    return decode_logits(r.content, r.headers)
+
+
+# -- raw onnxruntime -------------------------------------------------------------------------------
+
+def server_session(onnx_path: Path):
+    """An InferenceSession built exactly as the server builds one (same settings, same providers)."""
+    import onnxruntime as ort
+
+    from service.runtime.onnx_model import select_providers, session_options
+    from service.settings import Settings
+
+    s = Settings(_env_file=ROOT / ".env")
+    opts = session_options(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
+    providers = select_providers(s.providers, ort.get_available_providers())
+    return ort.InferenceSession(str(onnx_path), opts, providers=providers)
+
+
+def ort_threads(sess, feeds_fn, concurrency: int, calls: int, max_seconds: float, warmup: int
+                ) -> tuple[int, float, list[float]]:
+    """`concurrency` threads share `calls` session.run calls (or stop at max_seconds)."""
+    out_names = [o.name for o in sess.get_outputs()]
+    for _ in range(warmup):
+        sess.run(out_names, feeds_fn())
+    lock = threading.Lock()
+    latencies: list[float] = []
+    issued = 0
+    deadline = time.perf_counter() + max_seconds
+
+    def worker() -> None:
+        nonlocal issued
+        feeds = feeds_fn()
+        local = []
+        while True:
+            with lock:
+                if issued >= calls or time.perf_counter() >= deadline:
+                    break
+                issued += 1
+            t0 = time.perf_counter()
+            sess.run(out_names, feeds)
+            local.append((time.perf_counter() - t0) * 1000)
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max_seconds + 60)
+    return len(latencies), time.perf_counter() - t0, latencies
+
+
+# -- zooserve metrics ------------------------------------------------------------------------------
+
+def batch_histogram(port: int, model: str) -> tuple[float, float]:
+    """(count, sum) of zooserve_batch_size for `model`."""
+    status, body = http_get(port, "/metrics")
+    if status != 200:
+        return 0.0, 0.0
+    count = total = 0.0
+    for line in body.decode().splitlines():
+        if f'model="{model}"' not in line:
+            continue
+        if line.startswith("zooserve_batch_size_count{"):
+            count = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("zooserve_batch_size_sum{"):
+            total = float(line.rsplit(" ", 1)[1])
+    return count, total
+
+
+# -- machine info ----------------------------------------------------------------------------------
+
+def machine_info() -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = {}
+    for pkg in ("onnxruntime", "numpy", "fastapi", "starlette", "uvicorn", "httpx", "orjson", "uvloop", "httptools"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "-"
+    return {
+        "cpu": cpu, "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "os": platform.platform(), "python": platform.python_version(), "versions": versions,
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    concurrency: list[int]
+    requests: int
+    max_seconds: float
+    warmup: int
+    idle_requests: int
+    cold_starts: int
+    ready_timeout: float
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=Path("models"),
+                   help="model repository to serve (ZOOSERVE_REPOSITORY for the server; default models/)")
+    p.add_argument("--model", action="append", help="model to load-test (repeatable; default fashion-lenet and fashion-resnet)")
+    p.add_argument("--concurrency", help="comma-separated levels (default 1,16,64; dry run 1,8)")
+    p.add_argument("--requests", type=int, help="measured requests per level (default 3000; dry run 30)")
+    p.add_argument("--max-seconds", type=float, help="time cap per level (default 10; dry run 3)")
+    p.add_argument("--warmup", type=int, help="unmeasured requests before each level (default 64; dry run 8)")
+    p.add_argument("--idle-requests", type=int, help="sequential requests for the idle latency (default 200; dry run 20)")
+    p.add_argument("--cold-starts", type=int, help="server launches for the cold-start median (default 3; dry run 1)")
+    p.add_argument("--ready-timeout", type=float, default=120.0, help="give up on a server start after this many seconds")
+    p.add_argument("--client", choices=["raw", "httpx"], default="raw",
+                   help="load generator: a lean asyncio HTTP/1.1 client (default) or httpx.AsyncClient")
+    p.add_argument("--python", default=sys.executable, help="interpreter for the server subprocesses")
+    p.add_argument("--build-fake-repository", type=Path, metavar="DIR",
+                   help="development only: build untrained --dry-run models (fake data, needs torch) into DIR "
+                        "unless they are there, and benchmark that repository instead of --models")
+    p.add_argument("--json", type=Path, help="also write every measurement as JSON here")
+    p.add_argument("--dry-run", action="store_true", help="tiny counts: checks that everything runs, in seconds")
+    p.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: the bare endpoint
+    args = p.parse_args(argv)
+    d = args.dry_run
+    plan = Plan(
+        concurrency=[int(c) for c in (args.concurrency or ("1,8" if d else "1,16,64")).split(",")],
+        requests=args.requests or (30 if d else 3000),
+        max_seconds=args.max_seconds or (3.0 if d else 10.0),
+        warmup=args.warmup if args.warmup is not None else (8 if d else 64),
+        idle_requests=args.idle_requests or (20 if d else 200),
+        cold_starts=args.cold_starts or (1 if d else 3),
+        ready_timeout=args.ready_timeout,
+    )
+    return args, plan
+
+
+def build_fake_repository(folder: Path, models: list[str]) -> Path:
+    """Untrained but real, servable models from `training.train --dry-run` on fake images (for development)."""
+    sys.path.insert(0, str(ROOT / "tests" / "service"))
+    import serve_fixture  # noqa: E402  (tests/service/serve_fixture.py)
+
+    repo = folder / "models"
+    missing = tuple(m for m in models if not (repo / m / "1" / "model.onnx").is_file())
+    if missing:
+        log(f"building dry-run models {missing} into {folder} (untrained weights; speed only)")
+        serve_fixture.build_repository(folder, missing)
+    return repo
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, plan = parse_args(argv)
+    if args.serve_bare:
+        return serve_bare(args.serve_bare)
+    models = args.model or DEFAULT_MODELS
+    repo = args.models
+    if args.build_fake_repository:
+        repo = build_fake_repository(args.build_fake_repository.resolve(), models)
+    repo = repo.resolve()
+    if not repo.is_dir() or not any(repo.glob("*/*/model.json")):
+        log(f"error: {repo} holds no model (<name>/<version>/model.json); pass --models DIR, or "
+            f"--build-fake-repository DIR for untrained development models")
+        return 2
+
+    info = machine_info()
+    log_dir = Path(tempfile.mkdtemp(prefix="serve-bench-"))
+    log(f"server logs go to {log_dir}")
+    try:
+        import uvloop
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        loop_factory = None
+    runner = asyncio.Runner(loop_factory=loop_factory)
+    procs: list[Process] = []
+    rows: list[Row] = []
+    skipped: list[str] = []
+    extra: dict = {"mode": "dry-run" if args.dry_run else "full", "repository": str(repo), "plan": asdict(plan),
+                   "client": args.client}
+    t_begin = time.perf_counter()
+    try:
+        # -- cold start: launch -> ready, with the repository given -------------------------------------
+        zoo_env = child_env({"ZOOSERVE_REPOSITORY": str(repo)})
+        cold: list[float] = []
+        server = None
+        for i in range(plan.cold_starts):
+            port = free_port()
+            server = Process([args.python, "-m", "service.cli", "--host", HOST, "--port", str(port)],
+                             zoo_env, port, log_dir, "zooserve")
+            procs.append(server)
+            cold.append(server.wait_ready("/v2/health/ready", plan.ready_timeout))
+            log(f"cold start {i + 1}/{plan.cold_starts}: {cold[-1]:.3f}s")
+            if i < plan.cold_starts - 1:
+                server.stop()
+        extra["cold_start_s"] = cold
+        index = _post_json(server.port, "/v2/repository/index")
+        extra["repository_index"] = index
+        ready = {r["name"] for r in index if r.get("state") == "READY"}
+        skipped = [m for m in models if m not in ready]
+        for m in skipped:
+            log(f"warning: model {m!r} is not READY in {repo}; skipping it (index: "
+                f"{[r for r in index if r['name'] == m] or 'absent'})")
+        models = [m for m in models if m in ready]
+        if not models:
+            log("error: none of the requested models is served; nothing to measure")
+            return 1
+
+        # -- per-model inputs, sessions and a correctness check ---------------------------------------
+        rng = np.random.default_rng(0)
+        x = ((rng.integers(0, 256, size=(1, 1, 28, 28)).astype(np.float32) / 255 - 0.286) / 0.353).astype(np.float32)
+        ctx = {}
+        for m in models:
+            md = json.loads(http_get(server.port, f"/v2/models/{m}")[1])
+            name = md["inputs"][0]["name"]
+            card = json.loads((repo / m / md["versions"][-1] / "model.json").read_text())
+            sess = server_session(repo / m / md["versions"][-1] / card["artifact"]["file"])
+            bodies = make_bodies(name, x)
+            ref = sess.run(None, {name: x})[0]
+            for enc, b in bodies.items():
+                got = runner.run(post_once(args.client, server.port, f"/v2/models/{m}/infer", b))
+                if not np.allclose(got, ref, atol=1e-4):
+                    raise RuntimeError(f"{m} over {enc}: server logits differ from onnxruntime in-process")
+            ctx[m] = {"input": name, "session": sess, "bodies": bodies, "batch_cache": {}}
+        log(f"models: {models}; responses agree with in-process onnxruntime")
+
+        # -- (b) the bare endpoint, alongside (an idle server costs nothing) so both are measured
+        # back to back at every level and drift on a shared machine hits both alike ------------------
+        bare_port = free_port()
+        bare = Process([args.python, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], child_env({}),
+                       bare_port, log_dir, "bare")
+        procs.append(bare)
+        bare.wait_ready("/v2/health/ready", plan.ready_timeout)
+
+        def url(model: str) -> str:
+            return f"/v2/models/{model}/infer"
+
+        # -- idle latency: lone requests on the idle server vs one raw ORT call ----------------------
+        idle, bare_idle = {}, {}
+        for m in models:
+            sess, name = ctx[m]["session"], ctx[m]["input"]
+            for _ in range(10):
+                sess.run(None, {name: x})
+            ort_ms = []
+            for _ in range(plan.idle_requests):
+                t0 = time.perf_counter()
+                sess.run(None, {name: x})
+                ort_ms.append((time.perf_counter() - t0) * 1000)
+            idle[m] = {"ort_batch1_ms": statistics.median(ort_ms)}
+        for enc in ("json", "binary"):
+            b = ctx[models[0]]["bodies"][enc]
+            bare_idle[enc] = statistics.median(runner.run(sequential(args.client, bare_port, url(models[0]), b,
+                                                                     plan.idle_requests)))
+            for m in models:
+                lat = runner.run(sequential(args.client, server.port, url(m), ctx[m]["bodies"][enc],
+                                                 plan.idle_requests))
+                idle[m][f"zooserve_{enc}_ms"] = statistics.median(lat)
+        extra["idle"], extra["bare_idle_ms"] = idle, bare_idle
+
+        # -- (b) bare and (c) zooserve under load, interleaved -------------------------------------------
+        for c in plan.concurrency:
+            for enc in ("json", "binary"):
+                b = ctx[models[0]]["bodies"][enc]
+                done, errors, wall, lat = runner.run(load(args.client, bare_port, url(models[0]), b, c, plan.requests,
+                                                          plan.max_seconds, plan.warmup))
+                rows.append(Row("bare", "-", enc, c, done, errors, wall, lat))
+                log(f"bare {enc} c={c}: {rows[-1].rps:.0f} req/s")
+                for m in models:
+                    hist = []  # (count, sum) of the batch-size histogram around the measured window
+                    done, errors, wall, lat = runner.run(load(
+                        args.client, server.port, url(m), ctx[m]["bodies"][enc], c, plan.requests, plan.max_seconds,
+                        plan.warmup,
+                        before=lambda: hist.append(batch_histogram(server.port, m)),
+                        after=lambda: hist.append(batch_histogram(server.port, m))))
+                    (n0, s0), (n1, s1) = hist
+                    formed = (s1 - s0) / (n1 - n0) if n1 > n0 else None
+                    rows.append(Row("zooserve", m, enc, c, done, errors, wall, lat, formed_batch=formed))
+                    log(f"zooserve {m} {enc} c={c}: {rows[-1].rps:.0f} req/s, formed batch {formed or 0:.1f}")
+        server.stop()
+        bare.stop()
+
+        # -- (a) raw onnxruntime: batch-1 threads, and single-thread at the formed batch size ----------
+        for m in models:
+            sess, name = ctx[m]["session"], ctx[m]["input"]
+            for c in plan.concurrency:
+                done, wall, lat = ort_threads(sess, lambda: {name: x.copy()}, c, plan.requests, plan.max_seconds,
+                                              plan.warmup // 8 + 1)
+                rows.append(Row("raw-ort", m, "-", c, done, 0, wall, lat))
+                log(f"raw-ort {m} c={c}: {rows[-1].rps:.0f} calls/s")
+        for r in [r for r in rows if r.target == "zooserve" and r.formed_batch]:
+            b = max(1, round(r.formed_batch))
+            cache = ctx[r.model]["batch_cache"]
+            if b not in cache:
+                sess, name = ctx[r.model]["session"], ctx[r.model]["input"]
+                xb = np.repeat(x, b, axis=0)
+                calls = max(20, plan.requests // b)
+                done, wall, _ = ort_threads(sess, lambda: {name: xb}, 1, calls, plan.max_seconds, 3)
+                cache[b] = done * b / wall
+            r.ort_batch, r.ort_batch_rows_s = b, cache[b]
+            r.vs_ort_batch = r.rps / cache[b]
+
+        # -- ratios --------------------------------------------------------------------------------------
+        bare_rows = {(r.encoding, r.concurrency): r for r in rows if r.target == "bare"}
+        for r in rows:
+            if r.target == "zooserve" and (r.encoding, r.concurrency) in bare_rows:
+                r.vs_bare = r.rps / bare_rows[(r.encoding, r.concurrency)].rps
+    finally:
+        for p in procs:
+            p.stop()
+        runner.close()
+
+    info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    extra["wall_s"] = time.perf_counter() - t_begin
+    report(info, rows, extra, skipped)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": info, **extra, "rows": [
+            {**{k: v for k, v in asdict(r).items() if k != "latencies_ms"}, "rps": r.rps, "p50_ms": r.pct(50),
+             "p95_ms": r.pct(95), "p99_ms": r.pct(99)} for r in rows]}, indent=2, default=str))
+    return 1 if any(r.errors for r in rows) else 0
+
+
+def _post_json(port: int, path: str):
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("POST", path, body=b"")
+        r = conn.getresponse()
+        return json.loads(r.read())
+    finally:
+        conn.close()
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+def _f(v, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> None:
+    p = print
+    p(f"# zooserve serving benchmark ({extra['mode']} run)\n")
+    v = info["versions"]
+    p(f"- machine: {info['cpu']}, {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable), {info['os']}")
+    p(f"- python {info['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    la0, la1 = info.get("loadavg_start"), info.get("loadavg_end")
+    if la0:
+        p(f"- load average at start {la0[0]:.2f} / end {la1[0]:.2f} (1 min): other work on the machine skews everything")
+    p(f"- repository: {extra['repository']}")
+    plan = extra["plan"]
+    p(f"- plan: concurrency {plan['concurrency']}, {plan['requests']} requests per level (cap {plan['max_seconds']}s), "
+      f"{plan['warmup']} warm-up requests; load generator: {CLIENTS[extra['client']]} in the benchmark "
+      f"process, one keep-alive connection per concurrent request, sharing the CPUs with the servers")
+    if skipped:
+        p(f"- skipped (not READY in the repository): {', '.join(skipped)}")
+    p(f"- total wall time {extra['wall_s']:.0f}s\n")
+
+    p("| target | model | encoding | concurrency | req/s | p50 ms | p95 ms | p99 ms | formed batch | ORT@batch rows/s | vs bare | vs ORT@batch |")
+    p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    order = {"raw-ort": 0, "bare": 1, "zooserve": 2}
+    for r in sorted(rows, key=lambda r: (order[r.target], r.model, r.encoding, r.concurrency)):
+        err = f" ({r.errors} errors)" if r.errors else ""
+        p(f"| {r.target} | {r.model} | {r.encoding} | {r.concurrency} | {r.rps:.0f}{err} | {r.pct(50):.2f} | "
+          f"{r.pct(95):.2f} | {r.pct(99):.2f} | {_f(r.formed_batch, '.1f')} | "
+          f"{_f(r.ort_batch_rows_s, '.0f')}{'' if r.ort_batch is None else f' (b={r.ort_batch})'} | "
+          f"{_f(r.vs_bare, '.2f')} | {_f(r.vs_ort_batch, '.2f')} |")
+    p("\nraw-ort rows: calls/s of batch-1 session.run from `concurrency` threads, latencies per call.")
+
+    p("\n## Targets\n")
+    p("| check | measured | target | result |")
+    p("|---|---:|---:|---|")
+    by_key = {(r.model, r.encoding, r.concurrency): r for r in rows if r.target == "zooserve"}
+    for (model, enc, c, ratio), want in TARGETS.items():
+        r = by_key.get((model, enc, c))
+        got = getattr(r, ratio) if r else None
+        label = f"{model} {enc} c={c} zooserve {ratio.replace('_', ' ').replace('vs ort batch', 'vs raw ORT at formed batch')}"
+        p(f"| {label} | {_f(got, '.2f')} | >= {want} | {'-' if got is None else ('ok' if got >= want else 'MISS')} |")
+    cold = extra.get("cold_start_s") or []
+    if cold:
+        med = statistics.median(cold)
+        p(f"| cold start, launch -> ready (median of {len(cold)}: {', '.join(f'{c:.2f}' for c in cold)} s) | "
+          f"{med:.2f} s | <= {COLD_START_TARGET_S} s | {'ok' if med <= COLD_START_TARGET_S else 'MISS'} |")
+
+    p(f"\n## Lone request on the idle server (median of {plan['idle_requests']} sequential requests)\n")
+    p("| model | raw ORT batch-1 ms | zooserve JSON ms | zooserve binary ms | bare JSON ms | bare binary ms |")
+    p("|---|---:|---:|---:|---:|---:|")
+    bi = extra.get("bare_idle_ms", {})
+    for m, d in extra.get("idle", {}).items():
+        p(f"| {m} | {d['ort_batch1_ms']:.3f} | {d['zooserve_json_ms']:.3f} | {d['zooserve_binary_ms']:.3f} | "
+          f"{_f(bi.get('json'), '.3f')} | {_f(bi.get('binary'), '.3f')} |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,422 @@
+"""DynamicBatcher against a fake model (no onnxruntime): batch formation, latency policy, back-pressure,
+deadlines, failure fan-out, shape separation, result routing, and draining. The last tests go through the
+app to check the HTTP side of back-pressure (503 + Retry-After) and deadlines (504)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+
+from service.runtime.batcher import BatchCountError, DynamicBatcher
+from service.runtime.errors import DeadlineExceeded, Overloaded, ServiceError
+from tests.service.conftest import images, infer_json, run
+
+
+class FakeModel:
+    """run(feeds) -> {"y": x * 10 + 1}. Records every batch it sees; can be slowed, gated or made to fail."""
+
+    def __init__(self, *, delay: float = 0.0, gated: bool = False, fail: Exception | None = None,
+                 extra_rows: int = 0):
+        self.delay, self.fail, self.extra_rows = delay, fail, extra_rows
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+        self.started = threading.Event()
+        self.batches: list[dict[str, np.ndarray]] = []
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.batches.append({k: v.copy() for k, v in feeds.items()})
+        self.started.set()
+        assert self.gate.wait(10), "test never released the gate"
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        y = feeds["x"] * 10 + 1
+        if self.extra_rows:
+            y = np.concatenate([y, y[: self.extra_rows]])
+        return {"y": y}
+
+    @property
+    def sizes(self) -> list[int]:
+        return [len(b["x"]) for b in self.batches]
+
+    async def wait_started(self) -> None:
+        for _ in range(1000):
+            if self.started.is_set():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the fake model was never called")
+
+
+def make_batcher(fake: FakeModel, *, max_batch_size: int = 8, max_delay_ms: float = 20.0, max_queue: int = 64,
+                 enabled: bool = True) -> DynamicBatcher:
+    """Needs a running loop (call inside a coroutine). The model name is unique, so metrics never mix."""
+    b = DynamicBatcher(fake, model=f"fake-{uuid.uuid4().hex[:8]}", max_batch_size=max_batch_size,
+                       max_delay_ms=max_delay_ms, max_queue=max_queue, enabled=enabled)
+    b.start()
+    return b
+
+
+def rows(n: int, start: float = 0.0, width: int = 3, dtype=np.float32) -> dict[str, np.ndarray]:
+    """n rows whose values are unique per request: start, start+1, ..."""
+    return {"x": (start + np.arange(n * width, dtype=np.float64)).reshape(n, width).astype(dtype)}
+
+
+def expected(inputs: dict[str, np.ndarray]) -> np.ndarray:
+    return inputs["x"] * 10 + 1
+
+
+# -- batch formation -----------------------------------------------------------------------------------
+
+def test_requests_submitted_together_form_batches_up_to_max_batch_size():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=4, max_delay_ms=20)
+        reqs = [rows(1, start=100 * i) for i in range(10)]
+        results = await asyncio.gather(*(b.submit(r, timeout_s=5) for r in reqs))
+        await b.drain_and_stop()
+        return fake, reqs, results
+
+    fake, reqs, results = run(body)
+    assert fake.sizes == [4, 4, 2]  # all ten were queued before the worker woke up
+    for r, out in zip(reqs, results):
+        np.testing.assert_array_equal(out["y"], expected(r))
+
+
+def test_a_request_is_never_split_across_batches():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=4, max_delay_ms=5)
+        reqs = [rows(3, 0), rows(2, 1000), rows(1, 2000), rows(4, 3000)]
+        results = await asyncio.gather(*(b.submit(r, timeout_s=5) for r in reqs))
+        await b.drain_and_stop()
+        return fake, reqs, results
+
+    fake, reqs, results = run(body)
+    # 3 + 1 fit together (the 2-row request waits: 3 + 2 > 4), then 2, then 4 alone.
+    assert fake.sizes == [4, 2, 4]
+    assert all(s <= 4 for s in fake.sizes)
+    for r, out in zip(reqs, results):
+        np.testing.assert_array_equal(out["y"], expected(r))
+
+
+def test_lone_request_on_idle_batcher_runs_without_waiting_for_company():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=1000)
+        latencies = []
+        for i in range(3):  # an idle server, one client at a time: none of them pays the 1 s delay
+            t0 = time.monotonic()
+            out = await b.submit(rows(1, i), timeout_s=5)
+            latencies.append(time.monotonic() - t0)
+            np.testing.assert_array_equal(out["y"], expected(rows(1, i)))
+        await b.drain_and_stop()
+        return fake, latencies
+
+    fake, latencies = run(body)
+    assert fake.sizes == [1, 1, 1]
+    assert max(latencies) < 0.4, latencies  # far below max_delay_ms = 1000
+
+
+def test_under_steady_load_a_batch_waits_at_most_max_delay_for_company():
+    delay_s = 0.2
+
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=delay_s * 1000)
+        await asyncio.gather(b.submit(rows(1, 0), timeout_s=5), b.submit(rows(1, 10), timeout_s=5))  # steady now
+
+        async def timed(inputs, after):
+            await asyncio.sleep(after)
+            t0 = time.monotonic()
+            out = await b.submit(inputs, timeout_s=5)
+            return out, time.monotonic() - t0
+
+        (out1, lat1), (out2, lat2) = await asyncio.gather(timed(rows(1, 100), 0), timed(rows(1, 200), 0.05))
+        await b.drain_and_stop()
+        return fake, out1, lat1, out2, lat2
+
+    fake, out1, lat1, out2, lat2 = run(body)
+    assert fake.sizes == [2, 2]  # the second request arrived within the delay and shared the batch
+    np.testing.assert_array_equal(out1["y"], expected(rows(1, 100)))
+    np.testing.assert_array_equal(out2["y"], expected(rows(1, 200)))
+    assert lat1 >= delay_s * 0.8, lat1  # it waited for company (the batch never filled up) ...
+    assert lat1 < delay_s + 0.4, lat1  # ... but not (much) longer than max_delay_ms (slack for a busy machine)
+
+
+def test_under_steady_load_a_full_batch_runs_before_the_delay_is_up():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=2, max_delay_ms=2000)
+        await asyncio.gather(b.submit(rows(1, 0), timeout_s=5), b.submit(rows(1, 10), timeout_s=5))
+
+        async def later():
+            await asyncio.sleep(0.05)
+            return await b.submit(rows(1, 200), timeout_s=5)
+
+        t0 = time.monotonic()
+        await asyncio.gather(b.submit(rows(1, 100), timeout_s=5), later())
+        latency = time.monotonic() - t0
+        await b.drain_and_stop()
+        return fake, latency
+
+    fake, latency = run(body)
+    assert fake.sizes == [2, 2]
+    assert latency < 0.6, latency  # ran when the batch filled, not after max_delay_ms = 2000
+
+
+def test_disabled_batching_runs_every_request_alone():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=500, enabled=False)
+        assert (b.max_batch_size, b.max_delay_s) == (1, 0.0)
+        t0 = time.monotonic()
+        await asyncio.gather(*(b.submit(rows(1, i), timeout_s=5) for i in range(4)))
+        latency = time.monotonic() - t0
+        await b.drain_and_stop()
+        return fake, latency
+
+    fake, latency = run(body)
+    assert fake.sizes == [1, 1, 1, 1]
+    assert latency < 0.4
+
+
+def test_requests_of_different_trailing_shapes_or_dtypes_never_share_a_batch():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=16, max_delay_ms=5)
+        reqs = [rows(1, 0, width=3), rows(1, 10, width=4), rows(2, 20, width=3), rows(1, 30, width=4),
+                rows(1, 40, width=3, dtype=np.float64), rows(1, 50, width=3)]
+        results = await asyncio.gather(*(b.submit(r, timeout_s=5) for r in reqs))
+        await b.drain_and_stop()
+        return fake, reqs, results
+
+    fake, reqs, results = run(body)
+    seen = [(len(batch["x"]), batch["x"].shape[1:], batch["x"].dtype) for batch in fake.batches]
+    assert seen == [(4, (3,), np.float32), (2, (4,), np.float32), (1, (3,), np.float64)]
+    for r, out in zip(reqs, results):
+        assert out["y"].dtype == r["x"].dtype
+        np.testing.assert_array_equal(out["y"], expected(r))
+
+
+def test_each_request_gets_exactly_its_own_rows_back():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=64, max_delay_ms=5)
+        sizes = [1, 3, 2, 5, 1, 4, 2]
+        reqs = [rows(n, start=1000 * i) for i, n in enumerate(sizes)]
+        results = await asyncio.gather(*(b.submit(r, timeout_s=5) for r in reqs))
+        await b.drain_and_stop()
+        return fake, reqs, results
+
+    fake, reqs, results = run(body)
+    assert fake.sizes == [18]  # one batch held all of them ...
+    for r, out in zip(reqs, results):  # ... and each got back its own slice, in its own order
+        assert out["y"].shape == r["x"].shape
+        np.testing.assert_array_equal(out["y"], expected(r))
+
+
+# -- back-pressure, deadlines, failures ------------------------------------------------------------------
+
+def test_full_queue_raises_overloaded():
+    async def body():
+        fake = FakeModel(gated=True)
+        b = make_batcher(fake, max_batch_size=1, max_queue=2)
+        first = asyncio.create_task(b.submit(rows(1, 0), timeout_s=5))
+        await fake.wait_started()  # the first request is running; the next two wait in the queue
+        queued = [asyncio.create_task(b.submit(rows(1, i), timeout_s=5)) for i in (10, 20)]
+        await asyncio.sleep(0.01)
+        assert b.depth == 2
+        with pytest.raises(Overloaded) as info:
+            await b.submit(rows(1, 30), timeout_s=5)
+        fake.gate.set()
+        results = await asyncio.gather(first, *queued)
+        await b.drain_and_stop()
+        return fake, info.value, results
+
+    fake, exc, results = run(body)
+    assert exc.status == 503 and exc.retry_after_s >= 1
+    assert "queued" in str(exc)
+    assert [float(out["y"][0, 0]) for out in results] == [1.0, 101.0, 201.0]
+    assert fake.sizes == [1, 1, 1]  # the refused request never reached the model
+
+
+def test_request_past_its_deadline_is_dropped_before_running():
+    async def body():
+        fake = FakeModel(gated=True)
+        b = make_batcher(fake, max_batch_size=1)
+        first = asyncio.create_task(b.submit(rows(1, 0), timeout_s=5))
+        await fake.wait_started()
+        late = asyncio.create_task(b.submit(rows(1, 777), timeout_s=0.01))
+        await asyncio.sleep(0.1)  # its deadline passes while it waits behind the running batch
+        fake.gate.set()
+        out = await first
+        with pytest.raises(DeadlineExceeded) as info:
+            await late
+        await b.drain_and_stop()
+        return fake, out, info.value
+
+    fake, out, exc = run(body)
+    assert exc.status == 504 and "deadline" in str(exc)
+    np.testing.assert_array_equal(out["y"], expected(rows(1, 0)))
+    assert len(fake.batches) == 1
+    assert 777 not in fake.batches[0]["x"]  # the expired request never reached the model
+
+
+def test_exception_in_run_fans_out_to_every_request_in_the_batch():
+    boom = RuntimeError("boom: the model fell over")
+
+    async def body():
+        fake = FakeModel(fail=boom)
+        b = make_batcher(fake, max_batch_size=8)
+        outcomes = await asyncio.gather(*(b.submit(rows(1, i), timeout_s=5) for i in range(3)),
+                                        return_exceptions=True)
+        fake.fail = None  # the worker survives the failure and serves the next batch
+        after = await b.submit(rows(1, 5), timeout_s=5)
+        await b.drain_and_stop()
+        return fake, outcomes, after
+
+    fake, outcomes, after = run(body)
+    assert fake.sizes == [3, 1]
+    assert all(o is boom for o in outcomes)
+    np.testing.assert_array_equal(after["y"], expected(rows(1, 5)))
+
+
+def test_wrong_number_of_output_rows_fails_every_request_with_batch_count_error():
+    async def body():
+        fake = FakeModel(extra_rows=1)
+        b = make_batcher(fake, max_batch_size=8)
+        outcomes = await asyncio.gather(*(b.submit(rows(1, i), timeout_s=5) for i in range(3)),
+                                        return_exceptions=True)
+        await b.drain_and_stop()
+        return fake, outcomes
+
+    fake, outcomes = run(body)
+    assert fake.sizes == [3]
+    assert len(outcomes) == 3 and all(isinstance(o, BatchCountError) for o in outcomes)
+    assert "4" in str(outcomes[0]) and "3" in str(outcomes[0])  # returned 4 rows for a batch of 3
+
+
+# -- draining -------------------------------------------------------------------------------------------
+
+def test_drain_and_stop_lets_queued_requests_finish():
+    async def body():
+        fake = FakeModel(delay=0.02)
+        b = make_batcher(fake, max_batch_size=1)
+        tasks = [asyncio.create_task(b.submit(rows(1, 10 * i), timeout_s=5)) for i in range(5)]
+        await asyncio.sleep(0)  # all five are queued
+        await b.drain_and_stop()
+        done = [t.done() for t in tasks]
+        return fake, done, [t.result() for t in tasks]
+
+    fake, done, results = run(body)
+    assert all(done) and fake.sizes == [1] * 5
+    for i, out in enumerate(results):
+        np.testing.assert_array_equal(out["y"], expected(rows(1, 10 * i)))
+
+
+def test_drain_and_stop_while_a_batch_waits_for_company_finishes_it():
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=300)
+        await asyncio.gather(b.submit(rows(1, 0), timeout_s=5), b.submit(rows(1, 1), timeout_s=5))  # steady
+        waiting = asyncio.create_task(b.submit(rows(1, 50), timeout_s=5))
+        await _until(lambda: b.depth == 0 and waiting.done() is False)  # taken: waiting for company
+        await asyncio.sleep(0.02)
+        assert not waiting.done()
+        await asyncio.wait_for(b.drain_and_stop(), 3)
+        return await asyncio.wait_for(waiting, 1)
+
+    out = run(body)
+    np.testing.assert_array_equal(out["y"], expected(rows(1, 50)))
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason=("bug: DynamicBatcher.submit accepts requests after drain_and_stop; nothing ever serves "
+                           "them, so the caller waits forever"))
+def test_submit_after_drain_and_stop_fails_fast_instead_of_hanging():
+    async def body():
+        b = make_batcher(FakeModel())
+        await b.drain_and_stop()
+        try:
+            await asyncio.wait_for(b.submit(rows(1, 0), timeout_s=5), 1.0)
+        except asyncio.TimeoutError:
+            return "hung"
+        except ServiceError as exc:
+            return exc
+        return "ran"
+
+    outcome = run(body)
+    assert isinstance(outcome, ServiceError) and outcome.status == 503, outcome
+
+
+# -- through the app: 503 + Retry-After, 504 -----------------------------------------------------------
+
+def _gate_model(app, name: str) -> tuple[threading.Event, threading.Event]:
+    """Make the served model block until `gate` is set (keeps the real run function); `entered` is set once
+    a batch is inside the model."""
+    loaded = app.state.repository.get(name)
+    gate, entered, real = threading.Event(), threading.Event(), loaded.batcher.run_fn
+
+    def gated(feeds):
+        entered.set()
+        assert gate.wait(10)
+        return real(feeds)
+
+    loaded.batcher.run_fn = gated
+    return gate, entered
+
+
+async def _until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        await asyncio.sleep(0.005)
+
+
+def test_full_queue_is_503_with_retry_after_through_the_app(make_repo, serve):
+    repo = make_repo(("lin", 1))
+
+    async def body(client, app):
+        gate, entered = _gate_model(app, "lin")
+        batcher = app.state.repository.get("lin").batcher
+
+        async def post():
+            return await client.post("/v2/models/lin/infer", json=infer_json(images(1)))
+
+        running = asyncio.create_task(post())
+        await _until(entered.is_set)  # the first request holds the model ...
+        queued = asyncio.create_task(post())  # ... the second fills the queue of 1 ...
+        await _until(lambda: batcher.depth == 1)
+        refused = await post()  # ... and the third is turned away at once
+        gate.set()
+        return refused, await running, await queued
+
+    refused, first, second = serve(repo.root, body, max_queue=1, max_delay_ms=0)
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "queued" in refused.json()["error"]
+    assert first.status_code == 200 and second.status_code == 200
+
+
+def test_request_past_its_deadline_is_504_through_the_app(make_repo, serve):
+    repo = make_repo(("lin", 1))
+
+    async def body(client, app):
+        gate, entered = _gate_model(app, "lin")
+        running = asyncio.create_task(client.post("/v2/models/lin/infer", json=infer_json(images(1))))
+        await _until(entered.is_set)
+        late = asyncio.create_task(client.post("/v2/models/lin/infer", json=infer_json(images(1, seed=1))))
+        await asyncio.sleep(0.3)  # past request_timeout_s while it waits
+        gate.set()
+        return await running, await late
+
+    first, late = serve(repo.root, body, request_timeout_s=0.1, max_delay_ms=0)
+    assert first.status_code == 200
+    assert late.status_code == 504 and "deadline" in late.json()["error"]
