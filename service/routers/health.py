@@ -10,7 +10,7 @@ from service.deps import Repo
 from service.errors import error
 
 router = APIRouter(tags=["health"])
-EXTENSIONS = ["binary_tensor_data", "model_repository", "classification", "metrics"]
+EXTENSIONS = ["binary_tensor_data", "model_repository", "metrics"]  # not yet "classification" (class_count)
 
 
 @router.get("/v2/health/live")

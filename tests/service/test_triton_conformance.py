@@ -334,7 +334,7 @@ def test_asyncio_client(server, reference):
 # -- known gaps ------------------------------------------------------------------------------------
 
 @pytest.mark.xfail(strict=True, reason=(
-    "bug: GET /v2 advertises the 'classification' extension (service/routers/health.py:13) but "
+    "missing: the V2 'classification' extension (no longer advertised by GET /v2): "
     "parse_infer/encode_infer (service/protocol/v2.py) ignore outputs[].parameters.classification, so "
     "InferRequestedOutput(class_count=k) gets the raw FP32 logits instead of k BYTES 'score:index:label' entries"))
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
