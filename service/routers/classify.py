@@ -59,6 +59,7 @@ async def classify(model: str, request: Request, repo: Repo, settings: Config,
                    top_k: int | None = Query(None, description="labels to return per image")) -> dict:
     loaded = repo.get(model)
     images, body_k = await _images_from_request(request, loaded.card.preprocess)
+    loaded = repo.get(model)  # again after the last await: a reload may have swapped the version meanwhile
     k = top_k or body_k or 3
     results = await classify_images(loaded, images, k=min(k, len(loaded.card.labels)) if k > 0 else k,
                                     timeout_s=settings.request_timeout_s)

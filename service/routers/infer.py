@@ -13,8 +13,9 @@ router = APIRouter(tags=["inference"])
 
 
 async def _infer(request: Request, repo: Repo, settings: Config, model: str, version: int | None) -> Response:
-    loaded = repo.get(model, version)
     req = parse_infer(await request.body(), request.headers.get(HEADER_LENGTH))
+    # Look the model up after the last await before submitting, so a reload cannot drain it in between.
+    loaded = repo.get(model, version)
     outputs = await infer(loaded, req.inputs, timeout_s=settings.request_timeout_s, requested=req.requested)
     body, header_len = encode_infer(loaded.name, loaded.version, req, outputs)
     if header_len is None:

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from service import metrics
-from service.runtime.errors import DeadlineExceeded, Overloaded, ServiceError
+from service.runtime.errors import DeadlineExceeded, ModelNotReady, Overloaded, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class DynamicBatcher:
         self._task: asyncio.Task | None = None
         self._last_batch_requests = 0
         self._running = False
+        self._closed = False
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -70,9 +71,15 @@ class DynamicBatcher:
             self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"batcher-{self.model}")
 
     async def drain_and_stop(self) -> None:
-        """Let queued and running requests finish, then stop the worker and its thread."""
+        """Let queued and running requests finish, then stop the worker and its thread.
+
+        Once it is idle, new submissions are refused (503), so nothing can queue behind a stopped worker.
+        Callers look a model up and submit with no await in between, so after a reload has swapped the
+        new version in, nothing new reaches this one.
+        """
         while self._queue or self._running:
             await asyncio.sleep(0.005)
+        self._closed = True
         if self._task:
             self._task.cancel()
             try:
@@ -88,6 +95,8 @@ class DynamicBatcher:
     # -- clients ---------------------------------------------------------------------------------
     async def submit(self, inputs: Tensors, *, timeout_s: float) -> Tensors:
         """Queue one request (arrays of `rows` rows each) and wait for its slice of the batch output."""
+        if self._closed:
+            raise ModelNotReady(f"this version of {self.model!r} is being unloaded or replaced; retry")
         if len(self._queue) >= self.max_queue:
             raise Overloaded(f"model {self.model!r} has {len(self._queue)} requests queued; retry shortly")
         rows = {len(v) for v in inputs.values()}

@@ -118,7 +118,8 @@ class ModelRepository:
     async def _load_version(self, name: str, version: int) -> Entry:
         key = (name, version)
         old = self._entries.get(key)
-        self._entries[key] = Entry(name, version, LOADING, loaded=old.loaded if old else None)
+        if not (old and old.loaded):  # a reload keeps the serving session READY until the new one is in
+            self._entries[key] = Entry(name, version, LOADING)
         try:
             loaded = await asyncio.to_thread(self._load_blocking, name, version)
         except ModelLoadError as exc:

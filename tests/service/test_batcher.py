@@ -337,9 +337,6 @@ def test_drain_and_stop_while_a_batch_waits_for_company_finishes_it():
     np.testing.assert_array_equal(out["y"], expected(rows(1, 50)))
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: DynamicBatcher.submit accepts requests after drain_and_stop; nothing ever serves "
-                           "them, so the caller waits forever"))
 def test_submit_after_drain_and_stop_fails_fast_instead_of_hanging():
     async def body():
         b = make_batcher(FakeModel())

@@ -211,9 +211,6 @@ def test_reload_lets_requests_on_the_old_session_finish(make_repo, serve):
     assert after.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: while a version reloads its entry is LOADING, and repository.get refuses every "
-                           "new request with 503 although the old session still serves"))
 def test_reload_under_load_every_request_succeeds(make_repo, serve):
     repo = make_repo(("lin", 1))
 
@@ -229,7 +226,9 @@ def test_reload_under_load_every_request_succeeds(make_repo, serve):
         stop, codes = False, []
 
         async def client_loop(seed):
-            while not stop:
+            for _ in range(2000):  # bounded, so a regression fails instead of spinning forever
+                if stop:
+                    break
                 r = await _infer(client, "lin", images(1, seed=seed))
                 codes.append((r.status_code, r.text[:100] if r.status_code != 200 else ""))
 
@@ -250,10 +249,6 @@ def test_reload_under_load_every_request_succeeds(make_repo, serve):
     assert not failures, f"{len(failures)} of {len(codes)} requests failed, e.g. {failures[0]}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: the infer route picks the model version before reading the body; if a reload "
-                           "drains that version meanwhile, the request is queued on a stopped batcher and never "
-                           "answered"))
 def test_request_whose_body_arrives_during_a_reload_is_answered(make_repo, serve):
     repo = make_repo(("lin", 1))
 
