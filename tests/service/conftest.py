@@ -19,6 +19,7 @@ import io
 import json
 import os
 import shutil
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -344,3 +345,17 @@ def preprocess_like_card(img: Image.Image) -> np.ndarray:
 def softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def gate_model(loaded) -> tuple[threading.Event, threading.Event]:
+    """Make a served model block until `gate` is set (keeps the real run function); `entered` is set once
+    a batch is inside the model."""
+    gate, entered, real = threading.Event(), threading.Event(), loaded.batcher.run_fn
+
+    def gated(feeds):
+        entered.set()
+        assert gate.wait(10)
+        return real(feeds)
+
+    loaded.batcher.run_fn = gated
+    return gate, entered

@@ -14,7 +14,7 @@ import pytest
 
 from service.runtime.batcher import BatchCountError, DynamicBatcher
 from service.runtime.errors import DeadlineExceeded, Overloaded, ServiceError
-from tests.service.conftest import images, infer_json, run
+from tests.service.conftest import gate_model, images, infer_json, run
 
 
 class FakeModel:
@@ -356,18 +356,7 @@ def test_submit_after_drain_and_stop_fails_fast_instead_of_hanging():
 # -- through the app: 503 + Retry-After, 504 -----------------------------------------------------------
 
 def _gate_model(app, name: str) -> tuple[threading.Event, threading.Event]:
-    """Make the served model block until `gate` is set (keeps the real run function); `entered` is set once
-    a batch is inside the model."""
-    loaded = app.state.repository.get(name)
-    gate, entered, real = threading.Event(), threading.Event(), loaded.batcher.run_fn
-
-    def gated(feeds):
-        entered.set()
-        assert gate.wait(10)
-        return real(feeds)
-
-    loaded.batcher.run_fn = gated
-    return gate, entered
+    return gate_model(app.state.repository.get(name))
 
 
 async def _until(condition, timeout: float = 5.0) -> None:

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service.conftest import images, infer_json
+from tests.service.conftest import gate_model, images, infer_json
 
 INFER = "/v2/models/{model}/infer"
 
@@ -100,16 +100,7 @@ def test_concurrent_requests_show_up_as_larger_batches(make_repo, serve):
     async def body(client, app):
         before = await scrape(client)
         loaded = app.state.repository.get(m)
-        import threading
-
-        gate, entered, real = threading.Event(), threading.Event(), loaded.batcher.run_fn
-
-        def gated(feeds):
-            entered.set()
-            assert gate.wait(10)
-            return real(feeds)
-
-        loaded.batcher.run_fn = gated
+        gate, entered = gate_model(loaded)
         first = asyncio.create_task(client.post(f"/v2/models/{m}/infer", json=infer_json(images(1))))
         while not entered.is_set():
             await asyncio.sleep(0.005)

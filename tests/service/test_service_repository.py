@@ -4,7 +4,6 @@ axes, reload/unload/load at run time (also under load), polling, and execution-p
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import warnings
 
@@ -13,7 +12,7 @@ import orjson
 import pytest
 
 from service.runtime.onnx_model import select_providers
-from tests.service.conftest import images, infer_json
+from tests.service.conftest import gate_model, images, infer_json
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 
@@ -182,14 +181,7 @@ def test_reload_lets_requests_on_the_old_session_finish(make_repo, serve):
 
     async def body(client, app):
         old = app.state.repository.get("lin")
-        gate, entered, real = threading.Event(), threading.Event(), old.batcher.run_fn
-
-        def gated(feeds):
-            entered.set()
-            assert gate.wait(10)
-            return real(feeds)
-
-        old.batcher.run_fn = gated
+        gate, entered = gate_model(old)
         xs = [images(1, seed=i) for i in range(4)]
         in_flight = [asyncio.create_task(_infer(client, "lin", x)) for x in xs]
         while not (entered.is_set() and old.batcher.depth == 3):  # one in the model, three queued behind it
