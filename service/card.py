@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 CARD_FILE = "model.json"
 SCHEMA_VERSION = 1
@@ -52,6 +52,27 @@ class ImagePreprocess(_Strict):
         return self
 
 
+class TextPreprocess(_Strict):
+    kind: Literal["text"] = "text"
+    tokenizer: Literal["char", "word"]
+    vocab_file: str = Field(description="the vocabulary, beside the model: tokens in id order and special tokens")
+    vocab_size: int = Field(ge=2)
+    lowercase: bool = False
+    pattern: str | None = Field(None, description="regular expression (Python re) that splits words")
+    special_tokens: dict[str, str] = Field(default_factory=dict, description="role (unk, bos, eos) -> token")
+    eos_text: str | None = Field(None, description="how the end-of-sequence token reads in text")
+    context_length: int | None = Field(None, description="tokens of context the model reads (n-gram order - 1)")
+
+
+def _preprocess_kind(value) -> str:
+    # Cards written before text models existed have no "kind": they are image cards.
+    return value.get("kind", "image") if isinstance(value, dict) else getattr(value, "kind", "image")
+
+
+Preprocess = Annotated[Union[Annotated[ImagePreprocess, Tag("image")], Annotated[TextPreprocess, Tag("text")]],
+                       Discriminator(_preprocess_kind)]
+
+
 class Batching(_Strict):
     max_batch_size: int = Field(ge=1)
     max_delay_ms: float = Field(ge=0)
@@ -62,6 +83,7 @@ class SplitMetrics(_Strict):
     examples: int
     accuracy: float | None = None
     cross_entropy: float | None = Field(None, description="nats per item (image or token)")
+    bits_per_token: float | None = None
     perplexity: float | None = None
 
 
@@ -70,12 +92,14 @@ class Dataset(_Strict):
     sha256: dict[str, str] = Field(description="file -> sha256 of its (decompressed) bytes")
     official: bool = Field(description="the checksums match the published release")
     splits: dict[str, int] = Field(description="split name -> number of examples")
-    split_seed: int
+    split_seed: int | None = Field(None, description="seed of a random split; None for a split by position")
+    split_rule: str | None = None
 
 
 class Parity(_Strict):
-    reference: Literal["torch", "onnx-fp32"] = Field(
-        description="what the graph was compared with: the PyTorch module, or (for quantized graphs) the float ONNX graph")
+    reference: Literal["torch", "numpy", "onnx-fp32"] = Field(
+        description="what the graph was compared with: the PyTorch module, the numpy reference (n-grams), or (for "
+                    "quantized graphs) the float ONNX graph")
     max_abs_diff: float = Field(description="largest |onnxruntime - reference| over the parity inputs")
     argmax_agreement: float
     inputs: int
@@ -87,22 +111,23 @@ class Quantization(_Strict):
     method: str
     calibration_examples: int
     source_model: str
-    accuracy_change: float = Field(description="quantized minus float test accuracy")
+    accuracy_change: float | None = Field(None, description="quantized minus float test accuracy")
+    cross_entropy_change: float | None = Field(None, description="quantized minus float test nats per token")
 
 
 class Training(_Strict):
     arch: str
     model_config_: dict = Field(alias="model_config")
     train_config: dict
-    optim_config: dict
-    seed: int
-    epochs_run: int
-    best_epoch: int
+    optim_config: dict = Field(default_factory=dict)
+    seed: int | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None
     wall_time_s: float
-    parameters: int
-    world_size: int
-    device: str
-    torch: str
+    parameters: int = Field(description="trainable weights, or table entries for an n-gram model")
+    world_size: int = 1
+    device: str = "cpu"
+    torch: str | None = None
     onnx: str
 
 
@@ -121,7 +146,7 @@ class ModelCard(_Strict):
     description: str
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
-    preprocess: ImagePreprocess
+    preprocess: Preprocess
     labels: list[str] | None = None
     batching: Batching
     metrics: list[SplitMetrics]
@@ -130,6 +155,7 @@ class ModelCard(_Strict):
     quantization: Quantization | None = None
     training: Training
     artifact: Artifact
+    extra_files: list[Artifact] = Field(default_factory=list, description="vocabulary, ARPA file, ...")
     created: str
 
     @model_validator(mode="after")

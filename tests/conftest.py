@@ -107,3 +107,37 @@ def make_image_tensors():
         return x.contiguous(), torch.from_numpy(labels.astype(np.int64))
 
     return make
+
+
+FAKE_WORDS = ("the island engineer sailor reporter boy dog balloon fire sea rock cave wind storm ship north "
+              "south coast granite house smith nab pencroft herbert spilett harding cyrus top").split()
+
+
+def fake_book(n_paragraphs: int = 120, *, seed: int = 0) -> str:
+    """A Gutenberg-style book: header, title line, wrapped paragraphs of sentences, end marker; CRLF lines."""
+    rng = np.random.default_rng(seed)
+    paras = []
+    for _ in range(n_paragraphs):
+        sentences = []
+        for _ in range(rng.integers(1, 5)):
+            words = [FAKE_WORDS[i] for i in np.minimum(rng.zipf(1.3, size=rng.integers(3, 14)) - 1, len(FAKE_WORDS) - 1)]
+            sentences.append(" ".join(words).capitalize() + str(rng.choice([".", "!", "?", ","])))
+        text = " ".join(sentences)
+        # Hard-wrap at about 60 columns, as Gutenberg texts are.
+        lines, line = [], ""
+        for word in text.split():
+            if len(line) + len(word) > 60:
+                lines.append(line)
+                line = ""
+            line = f"{line} {word}".strip()
+        paras.append("\n".join(lines + [line]))
+    body = "THE MYSTERIOUS ISLAND\n\n" + "\n\n".join(paras) + "\n\n"
+    text = "The Project Gutenberg EBook (fake)\n\n*** START ***\n\n" + body + "End of the Project Gutenberg EBook\n"
+    return text.replace("\n", "\r\n")
+
+
+@pytest.fixture(scope="session")
+def fake_corpus(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "book.txt"
+    path.write_bytes(("\ufeff" + fake_book()).encode("utf-8"))
+    return path

@@ -44,7 +44,7 @@ RECIPES: dict[str, Recipe] = {
         arch="resnet",
         description="ResNet (3 stages x 2 basic blocks, widths 16/32/64) on Fashion-MNIST",
         model={"widths": (16, 32, 64), "blocks": (2, 2, 2)},
-        train={"epochs": 14, "batch_size": 128, "monitor": "val_accuracy"},
+        train={"epochs": 18, "batch_size": 128, "monitor": "val_accuracy"},
         optim=SGD_ONE_CYCLE,
         augment_pad=2, augment_flip=True,
     ),
@@ -62,5 +62,42 @@ RECIPES: dict[str, Recipe] = {
         train={"epochs": 12, "batch_size": 128, "monitor": "val_accuracy"},
         optim=SGD_ONE_CYCLE,
         augment_pad=2, augment_flip=True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class LMRecipe:
+    """A recurrent LM's settings: model overrides of RNNLMConfig, TrainConfig and OptimConfig, and the
+    truncated-BPTT window."""
+
+    description: str
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    optim: dict = field(default_factory=dict)
+    bptt: int = 100
+
+
+# Adam with gradient clipping, as the seeds train their char LSTM; cosine decay for the last epochs.
+ADAM_CLIPPED = {"name": "adam", "lr": 2e-3, "schedule": "cosine"}
+
+LM_RECIPES: dict[str, LMRecipe] = {
+    "island-lstm": LMRecipe(
+        description="char-level LSTM (embedding 256, 1 x 512) on The Mysterious Island",
+        model={"cell": "lstm", "embedding_dim": 256, "hidden_size": 512, "layers": 1, "dropout": 0.1},
+        train={"epochs": 12, "batch_size": 64, "clip_grad": 1.0, "monitor": "val_loss"},
+        optim=ADAM_CLIPPED,
+    ),
+    "island-gru": LMRecipe(
+        description="char-level GRU (embedding 256, 1 x 512) on The Mysterious Island",
+        model={"cell": "gru", "embedding_dim": 256, "hidden_size": 512, "layers": 1, "dropout": 0.1},
+        train={"epochs": 8, "batch_size": 64, "clip_grad": 1.0, "monitor": "val_loss"},
+        optim=ADAM_CLIPPED,
+    ),
+    "island-rnn": LMRecipe(
+        description="char-level Elman RNN (tanh; embedding 64, 1 x 512) on The Mysterious Island",
+        model={"cell": "rnn", "embedding_dim": 64, "hidden_size": 512, "layers": 1},
+        train={"epochs": 10, "batch_size": 64, "clip_grad": 1.0, "monitor": "val_loss"},
+        optim={**ADAM_CLIPPED, "lr": 1e-3},
     ),
 }

@@ -177,12 +177,12 @@ def footer(notes: list[str], threads: int, repeats: dict[int, int], warmup: int)
     return "\n".join(lines)
 
 
-def splice(text: str, block: str, source: Path) -> str:
-    """`text` with everything between the results markers replaced by `block`."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f"{source} needs the markers {BEGIN} and {END} (in that order) around the results")
-    return text[:start + len(BEGIN)] + "\n" + block + "\n" + text[end:]
+def splice(text: str, block: str, source: Path, begin: str = BEGIN, end: str = END) -> str:
+    """`text` with everything between the `begin` and `end` markers replaced by `block`."""
+    i, j = text.find(begin), text.find(end)
+    if i < 0 or j < i:
+        raise ValueError(f"{source} needs the markers {begin} and {end} (in that order) around the results")
+    return text[:i + len(begin)] + "\n" + block + "\n" + text[j:]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError) as exc:
             print(f"zooserve-report: error: {exc}", file=sys.stderr)
             return 2
-    entries = latest_cards(args.models)
+    # Classifiers only: the language models have their own table (zooserve-lm-report).
+    entries = [e for e in latest_cards(args.models) if e[1].task == "image-classification"]
     if not entries:
         print(f"zooserve-report: error: no model cards under {args.models}", file=sys.stderr)
         return 1

@@ -149,7 +149,7 @@ def publish(args, name, recipe, model, model_cfg, config, result, data, out: Pat
         "description": recipe.description,
         "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, c, h, w]}],
         "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, len(data.labels)]}],
-        "preprocess": {"height": h, "width": w, "channels": c, "scale": 1 / 255,
+        "preprocess": {"kind": "image", "height": h, "width": w, "channels": c, "scale": 1 / 255,
                        "mean": list(data.norm.mean), "std": list(data.norm.std)},
         "labels": data.labels,
         "batching": {"max_batch_size": recipe.max_batch_size, "max_delay_ms": recipe.max_delay_ms},

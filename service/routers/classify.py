@@ -58,6 +58,8 @@ async def _images_from_request(request: Request, pre) -> tuple[list, int | None]
 async def classify(model: str, request: Request, repo: Repo, settings: Config,
                    top_k: int | None = Query(None, description="labels to return per image")) -> dict:
     loaded = repo.get(model)
+    if loaded.card.task != "image-classification":
+        raise BadInput(f"model {model!r} is a {loaded.card.task} model; /classify serves image classifiers")
     images, body_k = await _images_from_request(request, loaded.card.preprocess)
     loaded = repo.get(model)  # again after the last await: a reload may have swapped the version meanwhile
     k = top_k or body_k or 3

@@ -291,7 +291,8 @@ def images(n: int, seed: int = 0) -> np.ndarray:
 
 
 def infer_json(x: np.ndarray, name: str = "input", **extra) -> dict:
-    return {"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}],
+    datatype = "INT64" if np.issubdtype(x.dtype, np.integer) else "FP32"
+    return {"inputs": [{"name": name, "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}],
             **extra}
 
 

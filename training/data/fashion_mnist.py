@@ -12,13 +12,12 @@ import argparse
 import hashlib
 import os
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from training.data.download import DatasetUnavailable, fetch_verified
 from training.data.idx import decompress, parse_idx, read_idx_bytes
 
 NAME = "fashion-mnist"
@@ -41,10 +40,6 @@ HOW_TO_GET = (
     "  * download the four *-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist and\n"
     "    pass their folder with --data DIR or ZOOSERVE_DATA=DIR"
 )
-
-
-class DatasetUnavailable(RuntimeError):
-    """The dataset is neither on disk nor downloadable."""
 
 
 @dataclass(frozen=True)
@@ -82,23 +77,9 @@ def _find(d: Path, fname: str) -> Path | None:
 def download(dest: Path | None = None, *, timeout: float = 30.0) -> Path:
     """Download the official files into `dest` (default: the cache), verifying each checksum before keeping it."""
     dest = dest or CACHE_DIR
-    dest.mkdir(parents=True, exist_ok=True)
     for fname, sha in FILES.values():
-        target = dest / fname
-        if target.is_file():
-            continue
-        url = URL_BASE + fname
-        try:
-            with urllib.request.urlopen(url, timeout=timeout) as resp:
-                blob = resp.read()
-        except (urllib.error.URLError, OSError) as exc:
-            raise DatasetUnavailable(f"could not download {url} ({exc}).\n{HOW_TO_GET}") from exc
-        got = hashlib.sha256(decompress(blob, source=url)).hexdigest()
-        if got != sha:
-            raise DatasetUnavailable(f"checksum mismatch for {url}: sha256 {got}, expected {sha}")
-        tmp = target.with_suffix(".part")
-        tmp.write_bytes(blob)
-        tmp.replace(target)
+        fetch_verified(URL_BASE + fname, dest / fname, sha, how_to_get=HOW_TO_GET, timeout=timeout,
+                       digest_of=lambda blob, url=URL_BASE + fname: decompress(blob, source=url))
     return dest
 
 

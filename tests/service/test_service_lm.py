@@ -1,0 +1,56 @@
+"""Language-model artifacts in the service: an n-gram graph and a recurrent stepping graph load next to
+each other, answer V2 inference with the numbers the training side computed, and /classify refuses them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.service.conftest import infer_json
+from training import train_ngram, train_rnnlm
+from training.data.vocab import Vocab
+from training.export.onnx_export import session
+
+
+@pytest.fixture(scope="module")
+def lm_repo(fake_corpus, tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm-repo")
+    assert train_ngram.main(["--corpus", str(fake_corpus), "--order", "3", "--name", "ngram", "--out", str(root),
+                             "--discount-fallback", "0.5", "1.0", "1.5", "--no-arpa"]) == 0
+    assert train_rnnlm.main(["--cell", "lstm", "--corpus", str(fake_corpus), "--dry-run", "--hidden-size", "8",
+                             "--embedding-dim", "4", "--name", "lstm", "--out", str(root),
+                             "--runs", str(root.parent / "runs"), "--no-progress", "--device", "cpu"]) == 0
+    return root
+
+
+def test_language_models_are_ready_and_infer(lm_repo, serve):
+    vocab = Vocab.load(lm_repo / "ngram" / "1" / "vocab.json")
+    context = np.array([[vocab.id("<s>"), vocab.index["T"]], [vocab.index["h"], vocab.index["e"]]], dtype=np.int64)
+
+    async def body(client, app):
+        ready = {m: (await client.get(f"/v2/models/{m}/ready")).status_code for m in ("ngram", "lstm")}
+        ng = await client.post("/v2/models/ngram/infer", json=infer_json(context, name="context"))
+        meta = (await client.get("/v2/models/lstm")).json()
+        feeds = {"tokens": np.array([[1, 2, 3]], np.int64), "h0": np.zeros((1, 1, 8), np.float32),
+                 "c0": np.zeros((1, 1, 8), np.float32)}
+        lstm = await client.post("/v2/models/lstm/infer", json={"inputs": [
+            {"name": k, "datatype": "INT64" if v.dtype == np.int64 else "FP32", "shape": list(v.shape),
+             "data": v.ravel().tolist()} for k, v in feeds.items()]})
+        refused = await client.post("/v1/models/ngram/classify", json={"arrays": [[[0]]]})
+        return ready, ng, meta, feeds, lstm, refused
+
+    ready, ng, meta, feeds, lstm, refused = serve(lm_repo, body)
+    assert ready == {"ngram": 200, "lstm": 200}
+    assert ng.status_code == 200, ng.text
+    out = ng.json()["outputs"][0]
+    got = np.array(out["data"], np.float32).reshape(out["shape"])
+    want = session(lm_repo / "ngram" / "1" / "model.onnx").run(None, {"context": context})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(np.exp(got.astype(np.float64)).sum(axis=1), 1.0, atol=1e-4)
+    assert {i["name"] for i in meta["inputs"]} == {"tokens", "h0", "c0"}
+    assert lstm.status_code == 200, lstm.text
+    outs = {o["name"]: o for o in lstm.json()["outputs"]}
+    assert outs["logits"]["shape"][:2] == [1, 3] and outs["hn"]["shape"] == [1, 1, 8]
+    ref = session(lm_repo / "lstm" / "1" / "model.onnx").run(None, feeds)
+    np.testing.assert_allclose(np.array(outs["logits"]["data"]).reshape(ref[0].shape), ref[0], rtol=1e-5, atol=1e-6)
+    assert refused.status_code == 400 and "language-model" in refused.json()["error"]
