@@ -41,10 +41,10 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
         app.include_router(r)
     errors.install(app)
     # Outermost last: metrics see every response, including 401 and 413.
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     if settings.api_key:
         app.add_middleware(ApiKey, key=settings.api_key)
+    if settings.cors_origins:  # outside the key check: preflights carry no key, and a 401 needs CORS headers too
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics)
     return app

@@ -102,5 +102,8 @@ class RequestMetrics:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
             model = (scope.get("path_params") or {}).get("model", "")
+            repo = getattr(getattr(scope.get("app"), "state", None), "repository", None)
+            if model and not (repo is not None and repo.knows(model)):
+                model = ""  # a made-up name must not create time series (unbounded label cardinality)
             metrics.REQUESTS.labels(model, endpoint, str(status)).inc()
             metrics.REQUEST_SECONDS.labels(model, endpoint).observe(time.perf_counter() - t0)

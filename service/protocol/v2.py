@@ -7,6 +7,8 @@ input order, each sized by its `parameters.binary_data_size`.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,9 +37,26 @@ def load_json(blob: bytes, what: str):
         raise BadInput(f"{what} is not valid JSON: {exc}") from None
 
 
+MAX_ELEMENTS = 2**40  # far beyond any body the size limit admits, and far below int64 overflow
+
+
 def _shape(raw, where: str) -> list[int]:
     if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw):
         raise BadInput(f"{where}.shape must be a list of non-negative integers, got {raw!r}")
+    count = 1
+    for d in raw:  # Python ints: no wrap-around, unlike np.prod in int64
+        count *= d
+        if count > MAX_ELEMENTS:
+            raise BadInput(f"{where}.shape {raw} has more than {MAX_ELEMENTS} elements")
+    return raw
+
+
+def _params(raw, where: str) -> dict:
+    """A `parameters` object, or {} when absent."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"{where}.parameters must be a JSON object, got {type(raw).__name__}")
     return raw
 
 
@@ -46,10 +65,10 @@ def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
         raise BadInput(f"{where} must be an object with name, shape, datatype and data")
     shape = _shape(spec.get("shape"), where)
     datatype = spec.get("datatype")
-    if datatype not in V2_TO_NUMPY:
+    if not isinstance(datatype, str) or datatype not in V2_TO_NUMPY:
         raise BadInput(f"{where}.datatype {datatype!r} is not supported; use one of {sorted(V2_TO_NUMPY)}")
     dtype = np.dtype(V2_TO_NUMPY[datatype])
-    expected = int(np.prod(shape, dtype=np.int64))
+    expected = math.prod(shape)
     if binary is not None:
         if binary.nbytes != expected * dtype.itemsize:
             raise BadInput(f"{where}: binary_data_size {binary.nbytes} does not match shape {shape} of {datatype} "
@@ -91,7 +110,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             raise BadInput(f"{where}.name must be a string")
         if name in inputs:
             raise BadInput(f"input {name!r} is given twice")
-        size = (spec.get("parameters") or {}).get("binary_data_size")
+        size = _params(spec.get("parameters"), where).get("binary_data_size")
         chunk = None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(tail):
@@ -100,12 +119,19 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         inputs[name] = _tensor(spec, where, chunk)
     if offset != len(tail):
         raise BadInput(f"{len(tail) - offset} bytes of binary data follow the inputs unclaimed")
-    params = header.get("parameters") or {}
+    params = _params(header.get("parameters"), "the request")
     outputs = header.get("outputs")
     requested, binary = None, {}
-    if isinstance(outputs, list):
-        requested = [o.get("name") for o in outputs if isinstance(o, dict)]
-        binary = {o["name"]: bool((o.get("parameters") or {}).get("binary_data")) for o in outputs if isinstance(o, dict) and "name" in o}
+    if outputs is not None:
+        if not isinstance(outputs, list):
+            raise BadInput("'outputs' must be a list of {\"name\": ...} objects")
+        requested = []
+        for i, o in enumerate(outputs):
+            name = o.get("name") if isinstance(o, dict) else None
+            if not isinstance(name, str):
+                raise BadInput(f"outputs[{i}] must be an object whose name is a string")
+            requested.append(name)
+            binary[name] = bool(_params(o.get("parameters"), f"outputs[{i}]").get("binary_data"))
     rid = header.get("id")
     return InferRequest(inputs, str(rid) if rid is not None else None, binary,
                         bool(params.get("binary_data_output")), requested)

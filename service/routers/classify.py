@@ -62,7 +62,7 @@ async def classify(model: str, request: Request, repo: Repo, settings: Config,
         raise BadInput(f"model {model!r} is a {loaded.card.task} model; /classify serves image classifiers")
     images, body_k = await _images_from_request(request, loaded.card.preprocess)
     loaded = repo.get(model)  # again after the last await: a reload may have swapped the version meanwhile
-    k = top_k or body_k or 3
+    k = next((v for v in (top_k, body_k) if v is not None), 3)  # 0 is a value, not "not given"
     results = await classify_images(loaded, images, k=min(k, len(loaded.card.labels)) if k > 0 else k,
                                     timeout_s=settings.request_timeout_s)
     return {"model": loaded.name, "version": str(loaded.version), "predictions": results}

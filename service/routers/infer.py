@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.deps import Config, Repo
+from service.protocol.encoding import decode_body
 from service.protocol.v2 import HEADER_LENGTH, encode_infer, parse_infer
 from service.runtime.infer import infer
 
@@ -13,7 +14,9 @@ router = APIRouter(tags=["inference"])
 
 
 async def _infer(request: Request, repo: Repo, settings: Config, model: str, version: int | None) -> Response:
-    req = parse_infer(await request.body(), request.headers.get(HEADER_LENGTH))
+    repo.entry(model, version)  # an unknown model or version is a 404 before its body is read
+    body = decode_body(await request.body(), request.headers.get("content-encoding"), settings.max_body_bytes)
+    req = parse_infer(body, request.headers.get(HEADER_LENGTH))
     # Look the model up after the last await before submitting, so a reload cannot drain it in between.
     loaded = repo.get(model, version)
     outputs = await infer(loaded, req.inputs, timeout_s=settings.request_timeout_s, requested=req.requested)

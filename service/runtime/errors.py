@@ -34,3 +34,9 @@ class DeadlineExceeded(ServiceError):
 
 class ModelLoadError(ServiceError):
     """A model's files are missing, corrupt, or disagree with its card."""
+
+
+class PayloadTooLarge(ServiceError):
+    """The body (after decompression) is larger than the server accepts."""
+
+    status = 413

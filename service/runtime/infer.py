@@ -23,6 +23,9 @@ def check_inputs(loaded: Loaded, inputs: dict[str, np.ndarray]) -> None:
             raise BadInput(f"input {name!r}: shape must be {spec.shape} (-1 = any), got {list(arr.shape)}")
         if arr.shape and arr.shape[0] == 0:
             raise BadInput(f"input {name!r}: the batch is empty")
+    rows = {name: arr.shape[0] for name, arr in inputs.items() if arr.ndim}
+    if loaded.model.batchable and len(set(rows.values())) > 1:
+        raise BadInput(f"inputs disagree on the batch size (their first axis): {rows}")
     rows = next(iter(inputs.values())).shape[0]
     limit = loaded.batcher.max_batch_size
     if loaded.model.batchable and rows > limit:

@@ -8,6 +8,7 @@ A reload swaps the new version in first and then drains the old one, so requests
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -54,6 +55,23 @@ class Entry:
     loaded: Loaded | None = None
 
 
+def verify_files(folder: Path, card: ModelCard) -> None:
+    """Every file the card lists must exist with its recorded size and sha256: a graph changed after export
+    would otherwise serve wrong answers silently."""
+    for art in (card.artifact, *card.extra_files):
+        path = folder / art.file
+        if not path.is_file():
+            raise ModelLoadError(f"{path} is missing")
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+        if size != art.bytes or digest.hexdigest() != art.sha256:
+            raise ModelLoadError(f"{path} does not match its card: sha256 {digest.hexdigest()[:16]}... and {size} "
+                                 f"bytes, the card says {art.sha256[:16]}... and {art.bytes} bytes")
+
+
 class ModelRepository:
     def __init__(self, settings: Settings, available_providers: list[str] | None = None):
         self.settings = settings
@@ -90,10 +108,14 @@ class ModelRepository:
             raise ModelLoadError(f"{folder / CARD_FILE} is not a valid model card: {exc}") from exc
         if (card.name, card.version) != (name, version):
             raise ModelLoadError(f"{folder} holds a card for {card.name}/{card.version}")
+        verify_files(folder, card)
         s = self.settings
         opts = session_options(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
         model = OnnxModel(folder / card.artifact.file, card, providers=self.providers, options=opts)
-        model.warmup()
+        try:
+            model.warmup()
+        except Exception as exc:  # onnxruntime raises its own types: any failure here is this model's alone
+            raise ModelLoadError(f"the warm-up inference failed: {type(exc).__name__}: {exc}") from exc
         if not model.batchable:
             log.warning("%s/%s: first axis is not dynamic (-1) in every input and output; batching is off", name, version)
         size, delay = s.batching_for(name, card.batching.max_batch_size, card.batching.max_delay_ms)
@@ -111,7 +133,13 @@ class ModelRepository:
             results = []
             for version in wanted:
                 results.append(await self._load_version(name, version))
-            for (n, v) in [k for k in self._entries if k[0] == name and k[1] not in wanted]:
+            if not any(e.state == READY for e in results):
+                # Nothing new serves: keep whatever served before rather than take the model down.
+                stale = [k for k in self._entries if k[0] == name and k[1] not in wanted
+                         and self._entries[k].state != READY]
+            else:
+                stale = [k for k in self._entries if k[0] == name and k[1] not in wanted]
+            for n, v in stale:
                 await self._drop(n, v)
             return results
 
@@ -136,23 +164,28 @@ class ModelRepository:
             await old.loaded.batcher.drain_and_stop()  # in-flight requests on the old session finish first
         return entry
 
-    async def _drop(self, name: str, version: int) -> None:
+    async def _drop(self, name: str, version: int, *, keep_as: str | None = None) -> None:
+        """Drain and release a version; forget it, or (with `keep_as`) keep it listed as UNAVAILABLE."""
         entry = self._entries.get((name, version))
         if entry is None:
             return
         self._entries[(name, version)] = Entry(name, version, UNLOADING)
         if entry.loaded:
             await entry.loaded.batcher.drain_and_stop()
-        del self._entries[(name, version)]
+        if keep_as is None:
+            del self._entries[(name, version)]
+        else:
+            self._entries[(name, version)] = Entry(name, version, UNAVAILABLE, keep_as)
         metrics.MODEL_READY.labels(name, str(version)).set(0)
 
     async def unload(self, name: str) -> None:
+        """Release every version of `name`. It stays known (UNAVAILABLE, 503) until it is loaded again."""
         keys = [k for k in self._entries if k[0] == name]
         if not keys:
             raise ModelNotFound(f"model {name!r} is not loaded")
         async with self._locks.setdefault(name, asyncio.Lock()):
             for n, v in keys:
-                await self._drop(n, v)
+                await self._drop(n, v, keep_as="unloaded by request")
 
     async def load_all(self) -> None:
         await asyncio.gather(*(self.load(name) for name in self.scan()))
@@ -181,6 +214,9 @@ class ModelRepository:
     # -- lookup ----------------------------------------------------------------------------------
     def entries(self) -> list[Entry]:
         return [self._entries[k] for k in sorted(self._entries)]
+
+    def knows(self, name: str) -> bool:
+        return any(n == name for n, _ in self._entries)
 
     def versions(self, name: str) -> list[Entry]:
         found = [e for e in self.entries() if e.name == name]

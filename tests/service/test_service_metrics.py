@@ -156,9 +156,6 @@ def test_rejected_requests_are_counted_too(make_repo, serve):
     assert delta(before, after, "zooserve_requests_total", model="", endpoint="unmatched", code="413") == 1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: RequestMetrics labels requests with the model name from the URL even when no such "
-                          "model exists, so every made-up name adds time series for good (unbounded cardinality)")
 def test_requests_for_unknown_models_do_not_create_new_series(make_repo, serve):
     repo = make_repo((unique("card"), 1))
 

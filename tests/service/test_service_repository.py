@@ -67,9 +67,6 @@ def test_broken_model_is_unavailable_with_a_reason_while_a_good_one_serves(make_
     assert states == {("good", "READY"), ("bad", "UNAVAILABLE")}
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: an exception from onnxruntime during warmup is not a ModelLoadError, so one model "
-                           "that fails at run time aborts the start-up of the whole server"))
 def test_model_that_fails_at_run_time_is_unavailable_and_does_not_stop_the_server(make_repo, serve):
     repo = make_repo(("good", 1), ("boom", 1, "runtime_error"))
 
@@ -84,9 +81,6 @@ def test_model_that_fails_at_run_time_is_unavailable_and_does_not_stop_the_serve
     assert good.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: the card's artifact sha256/bytes are never checked, so a model.onnx whose weights "
-                           "changed after export serves silently wrong answers"))
 def test_artifact_that_does_not_match_the_card_checksum_is_unavailable(make_repo, serve):
     repo = make_repo(("good", 1), ("tampered", 1, "tampered"))
 
@@ -289,9 +283,6 @@ def test_unload_then_load(make_repo, serve):
     assert infer_again.status_code == 200 and ready_again.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: unload deletes the entries, so the unloaded model becomes 'unknown' (404) on "
-                           "infer/metadata/ready, although unload and the index report it UNAVAILABLE"))
 def test_unloaded_model_is_503_not_ready_and_its_metadata_says_unavailable(make_repo, serve):
     repo = make_repo(("lin", 1))
 
@@ -331,9 +322,6 @@ def test_load_reports_a_broken_model_and_a_repaired_one_then_serves(make_repo, s
     assert resp.status_code == 200
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason=("bug: load() drops the serving versions even when the newly wanted version failed to "
-                           "load, so a broken new version takes the model down"))
 def test_a_broken_new_version_does_not_take_down_the_serving_one(make_repo, serve):
     repo = make_repo(("lin", 1))
 

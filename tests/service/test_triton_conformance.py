@@ -350,10 +350,6 @@ def test_classification_extension_class_count(client, reference, binary):
         assert [int(e[1]) for e in entries] == list(want)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: request bodies sent with Content-Encoding gzip/deflate (tritonclient "
-    "request_compression_algorithm, supported by Triton) are parsed as raw bytes in "
-    "service/routers/infer.py:17 and rejected with a misleading 400 'the inference header is not valid JSON'"))
 @pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
 def test_request_compression(client, reference, algorithm):
     x = images(1, seed=7)

@@ -168,10 +168,6 @@ def test_binary_errors_name_the_problem(overrides, blob, words):
     pytest.param({"inputs": [{**GOOD_T, "datatype": ["FP32"]}]}, id="datatype-list"),
     pytest.param({"inputs": [{**GOOD_T, "shape": [2**32, 2**32], "data": []}]}, id="element-count-overflow"),
 ])
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="bug: parse_infer lets AttributeError/TypeError/ValueError escape on malformed but valid "
-                          "JSON (non-object parameters, unhashable names/datatypes, int64 overflow of the element "
-                          "count), which the app turns into a 500")
 def test_malformed_fields_are_bad_input_not_a_crash(doc):
     try:
         parse_json(doc)
