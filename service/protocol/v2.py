@@ -28,6 +28,7 @@ class InferRequest:
     binary_outputs: dict[str, bool] = field(default_factory=dict)  # output name -> send as binary
     default_binary: bool = False
     requested: list[str] | None = None  # output names asked for; None = all
+    classification: dict[str, int] = field(default_factory=dict)  # output name -> top-k as "score:index:label"
 
 
 def load_json(blob: bytes, what: str):
@@ -121,7 +122,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         raise BadInput(f"{len(tail) - offset} bytes of binary data follow the inputs unclaimed")
     params = _params(header.get("parameters"), "the request")
     outputs = header.get("outputs")
-    requested, binary = None, {}
+    requested, binary, classes = None, {}, {}
     if outputs is not None:
         if not isinstance(outputs, list):
             raise BadInput("'outputs' must be a list of {\"name\": ...} objects")
@@ -131,10 +132,37 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(name, str):
                 raise BadInput(f"outputs[{i}] must be an object whose name is a string")
             requested.append(name)
-            binary[name] = bool(_params(o.get("parameters"), f"outputs[{i}]").get("binary_data"))
+            oparams = _params(o.get("parameters"), f"outputs[{i}]")
+            binary[name] = bool(oparams.get("binary_data"))
+            k = oparams.get("classification")
+            if k is not None:
+                if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+                    raise BadInput(f"outputs[{i}].parameters.classification must be a positive integer, got {k!r}")
+                classes[name] = k
     rid = header.get("id")
     return InferRequest(inputs, str(rid) if rid is not None else None, binary,
-                        bool(params.get("binary_data_output")), requested)
+                        bool(params.get("binary_data_output")), requested, classes)
+
+
+def classify_output(arr: np.ndarray, k: int, labels: list[str] | None) -> np.ndarray:
+    """The classification extension: the top `k` along the last axis of scores (..., C) as BYTES entries
+    "score:index[:label]", highest first -> (..., min(k, C)) object array of bytes."""
+    if arr.ndim < 1 or not np.issubdtype(arr.dtype, np.number):
+        raise BadInput(f"classification needs a numeric output with a class axis, got {arr.dtype} {list(arr.shape)}")
+    k = min(k, arr.shape[-1])
+    top = np.argsort(-arr, axis=-1, kind="stable")[..., :k]
+    scores = np.take_along_axis(arr, top, axis=-1)
+    out = np.empty(top.shape, dtype=object)
+    for pos in np.ndindex(top.shape):
+        i = int(top[pos])
+        text = f"{float(scores[pos]):f}:{i}" + (f":{labels[i]}" if labels and i < len(labels) else "")
+        out[pos] = text.encode()
+    return out
+
+
+def _bytes_blob(arr: np.ndarray) -> bytes:
+    """BYTES elements in the binary extension: each as a 4-byte little-endian length, then the bytes."""
+    return b"".join(len(b).to_bytes(4, "little") + b for b in arr.ravel())
 
 
 def encode_infer(model: str, version: int, req: InferRequest, outputs: dict[str, np.ndarray]) -> tuple[bytes, int | None]:
@@ -142,11 +170,14 @@ def encode_infer(model: str, version: int, req: InferRequest, outputs: dict[str,
     entries, blobs = [], []
     for name in req.requested or list(outputs):
         arr = outputs[name]
-        entry = {"name": name, "datatype": NUMPY_TO_V2[arr.dtype], "shape": list(arr.shape)}
+        is_bytes = arr.dtype == object
+        entry = {"name": name, "datatype": "BYTES" if is_bytes else NUMPY_TO_V2[arr.dtype], "shape": list(arr.shape)}
         if req.binary_outputs.get(name, req.default_binary):
-            raw = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
+            raw = _bytes_blob(arr) if is_bytes else np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
+        elif is_bytes:
+            entry["data"] = [b.decode() for b in arr.ravel()]
         else:
             entry["data"] = np.ascontiguousarray(arr).ravel()
         entries.append(entry)

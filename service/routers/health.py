@@ -10,7 +10,7 @@ from service.deps import Repo
 from service.errors import error
 
 router = APIRouter(tags=["health"])
-EXTENSIONS = ["binary_tensor_data", "model_repository", "metrics"]  # not yet "classification" (class_count)
+EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "metrics"]
 
 
 @router.get("/v2/health/live")

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from service.deps import Config, Repo
 from service.protocol.encoding import decode_body
-from service.protocol.v2 import HEADER_LENGTH, encode_infer, parse_infer
+from service.protocol.v2 import HEADER_LENGTH, classify_output, encode_infer, parse_infer
 from service.runtime.infer import infer
 
 router = APIRouter(tags=["inference"])
@@ -20,6 +20,8 @@ async def _infer(request: Request, repo: Repo, settings: Config, model: str, ver
     # Look the model up after the last await before submitting, so a reload cannot drain it in between.
     loaded = repo.get(model, version)
     outputs = await infer(loaded, req.inputs, timeout_s=settings.request_timeout_s, requested=req.requested)
+    for name, k in req.classification.items():
+        outputs[name] = classify_output(outputs[name], k, loaded.card.labels)
     body, header_len = encode_infer(loaded.name, loaded.version, req, outputs)
     if header_len is None:
         return Response(body, media_type="application/json")

@@ -333,10 +333,6 @@ def test_asyncio_client(server, reference):
 
 # -- known gaps ------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "missing: the V2 'classification' extension (no longer advertised by GET /v2): "
-    "parse_infer/encode_infer (service/protocol/v2.py) ignore outputs[].parameters.classification, so "
-    "InferRequestedOutput(class_count=k) gets the raw FP32 logits instead of k BYTES 'score:index:label' entries"))
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_classification_extension_class_count(client, reference, binary):
     x = images(2, seed=6)
