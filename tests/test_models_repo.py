@@ -12,7 +12,11 @@ import pytest
 
 from service.card import find_cards, load_card
 from training.data import fashion_mnist
+from training.data.vocab import Vocab
 from training.export.onnx_export import run_onnx, session
+from training.export.rnn_export import stream_nll
+from training.ngram.arpa import ArpaLM, arpa_tokens
+from training.tasks import language_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 CARDS = find_cards(MODELS)
@@ -65,7 +69,11 @@ def test_quantized_cards_point_at_their_source(card_path):
     src = load_card(source)
     src_test = next(m for m in src.metrics if m.split == "test")
     test = next(m for m in card.metrics if m.split == "test")
-    assert card.quantization.accuracy_change == pytest.approx(test.accuracy - src_test.accuracy, abs=1e-9)
+    if card.task == "language-model":
+        assert card.quantization.cross_entropy_change == pytest.approx(test.cross_entropy - src_test.cross_entropy,
+                                                                       abs=1e-9)
+    else:
+        assert card.quantization.accuracy_change == pytest.approx(test.accuracy - src_test.accuracy, abs=1e-9)
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +113,49 @@ def test_shipped_model_reproduces_card_accuracy(card_path, real_dataset):
     assert logits.shape == (10000, len(card.labels))
     accuracy = float(np.mean(logits.argmax(1) == real_dataset.test_labels))
     assert accuracy == pytest.approx(test.accuracy, abs=1e-6)
+
+
+# -- language models, on the real corpus ---------------------------------------------------------------
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "mysterious_island.txt"
+LM_CARDS = [p for p in CARDS if load_card(p).task == "language-model"]
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not CORPUS.is_file(), reason=f"{CORPUS} is not here")
+@pytest.mark.parametrize("card_path", LM_CARDS or [None], ids=lambda p: p.parent.parent.name if p else "none")
+def test_shipped_language_model_reproduces_its_card(card_path):
+    """Re-score the test split through the shipped graph, tokenised from its own vocab.json."""
+    if card_path is None:
+        pytest.skip("no language models shipped")
+    card = load_card(card_path)
+    test = next(m for m in card.metrics if m.split == "test")
+    vocab = Vocab.load(card_path.parent / card.preprocess.vocab_file)
+    unit = card.preprocess.tokenizer
+    data = language_model.prepare(CORPUS, unit=unit, boundaries=vocab.bos is not None and unit == "char")
+    assert data.vocab == vocab  # the vocabulary is rebuilt identically from the corpus
+    sess = session(card_path.parent / "model.onnx")
+    if card.family.startswith("ngram/"):
+        n = card.preprocess.context_length
+        bos, contexts, targets = vocab.id(vocab.bos), [], []
+        for seq in data.sequences["test"]:
+            full = np.concatenate(([bos] * n, seq, [vocab.id(vocab.eos)]))
+            contexts.append(np.lib.stride_tricks.sliding_window_view(full[:-1], n))  # (len+1, n): each target's
+            targets.append(full[n:])
+        ctx, tgt = np.concatenate(contexts), np.concatenate(targets)
+        assert len(tgt) == test.examples
+        # The ARPA file scores the whole split (back-off rule, plain dictionaries) ...
+        arpa = ArpaLM(card_path.parent / "model.arpa.gz")
+        names = arpa_tokens(vocab.tokens)
+        ref = np.array([lp for seq in data.sequences["test"] for lp in arpa.sentence_logp([names[i] for i in seq])])
+        assert -ref.mean() == pytest.approx(test.cross_entropy, abs=1e-5)
+        # ... and the graph agrees with it token by token. The graph costs V lookups per row and order, so a
+        # large word vocabulary is checked on the first 1,024 targets only.
+        rows = len(tgt) if len(vocab) < 1000 else 1024
+        got = np.concatenate([sess.run(None, {"context": ctx[i:min(i + 2048, rows)]})[0][
+            np.arange(min(2048, rows - i)), tgt[i:min(i + 2048, rows)]] for i in range(0, rows, 2048)])
+        np.testing.assert_allclose(got, ref[:rows], atol=2e-5)
+    else:
+        stream = data.stream("test")
+        assert len(stream) - 1 == test.examples
+        assert stream_nll(sess, stream) / test.examples == pytest.approx(test.cross_entropy, abs=1e-6)

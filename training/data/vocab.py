@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -46,7 +47,7 @@ class Vocab:
     def __len__(self) -> int:
         return len(self.tokens)
 
-    @property
+    @cached_property
     def index(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.tokens)}
 
