@@ -54,14 +54,27 @@ class ImagePreprocess(_Strict):
 
 class TextPreprocess(_Strict):
     kind: Literal["text"] = "text"
-    tokenizer: Literal["char", "word"]
-    vocab_file: str = Field(description="the vocabulary, beside the model: tokens in id order and special tokens")
+    tokenizer: Literal["char", "word", "wordpiece", "bpe"]
+    vocab_file: str | None = Field(None, description="char/word models: the vocabulary beside the model (tokens in "
+                                                     "id order and special tokens)")
+    tokenizer_file: str | None = Field(None, description="wordpiece/bpe: a Hugging Face `tokenizers` file beside "
+                                                         "the model")
+    max_length: int | None = Field(None, description="longest input in tokens, special tokens included")
+    truncation: str | None = Field(None, description="what happens to longer inputs, e.g. 'keep the first "
+                                                     "max_length - 2 tokens'")
     vocab_size: int = Field(ge=2)
     lowercase: bool = False
     pattern: str | None = Field(None, description="regular expression (Python re) that splits words")
     special_tokens: dict[str, str] = Field(default_factory=dict, description="role (unk, bos, eos) -> token")
     eos_text: str | None = Field(None, description="how the end-of-sequence token reads in text")
     context_length: int | None = Field(None, description="tokens of context the model reads (n-gram order - 1)")
+
+    @model_validator(mode="after")
+    def _one_vocabulary(self):
+        if (self.vocab_file is None) == (self.tokenizer_file is None):
+            raise ValueError("a text model names exactly one of vocab_file (char, word) or tokenizer_file "
+                             "(wordpiece, bpe)")
+        return self
 
 
 def _preprocess_kind(value) -> str:
