@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from training.ngram.model import estimate
+from training.ngram.model import CorpusTooSmall, estimate
 from training.ngram.onnx_graph import build_graph
 from training.report import latest_cards, minutes, size, splice
 from training.tasks import language_model as task
@@ -23,6 +23,7 @@ from training.tasks import language_model as task
 BEGIN, END = "<!-- lm-results:begin -->", "<!-- lm-results:end -->"
 # KenLM lmplz on the same split, as the issue measured them (word perplexities; one sentence per line).
 KENLM_WORD_PPL = {3: 112.0, 5: 109.9}
+FALLBACK = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback defaults
 
 
 def parse_args(argv):
@@ -42,10 +43,17 @@ def ngram_rows(data, orders: range, smoothing: str, fallback=None) -> list[dict]
     v = data.vocab
     rows = []
     for order in orders:
-        lm = estimate(data.sequences["train"], order=order, vocab_size=len(v), bos=v.id(v.bos), eos=v.id(v.eos),
-                      smoothing=smoothing, add_k=1.0, discount_fallback=fallback)
+        kw = dict(order=order, vocab_size=len(v), bos=v.id(v.bos), eos=v.id(v.eos), smoothing=smoothing, add_k=1.0)
+        note = ""
+        try:
+            lm = estimate(data.sequences["train"], discount_fallback=fallback, **kw)
+        except CorpusTooSmall:
+            # e.g. a char unigram model: a few dozen symbols, each seen thousands of times, so n1..n4 are
+            # degenerate; KenLM needs --discount_fallback there too.
+            lm = estimate(data.sequences["train"], discount_fallback=FALLBACK, **kw)
+            note = " (fallback discounts)"
         s = lm.score(data.sequences["test"])
-        label = f"{order}-gram " + ("KN" if smoothing == "kneser-ney" else "add-one")
+        label = f"{order}-gram " + ("KN" if smoothing == "kneser-ney" else "add-one") + note
         rows.append({"model": label, **task.metrics("test", s.tokens, -float(s.logp.sum())),
                      "time": f"{lm.estimation_s:.2f} s", "size": size(build_graph(lm).ByteSize()) if order > 1 else "n/a",
                      "entries": f"{sum(len(lev) for lev in lm.levels):,} n-grams", "order": order})
@@ -97,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         f"**Words** (lowercased words and punctuation, one sentence per line, `</s>` scored, unseen words as "
         f"`<unk>`; vocabulary {len(words.vocab):,}):", "", table(word_rows, "word", KENLM_WORD_PPL), "",
         "n-gram time: estimation on the training split, measured by this run. Recurrent time: training, from the "
-        "card. ONNX size of an n-gram model: the exact-lookup graph it exports to (orders >= 2).",
+        "card. ONNX size of an n-gram model: the exact-lookup graph it exports to (orders >= 2). The n-gram models "
+        "predict each paragraph from `<s>`; the recurrent ones read the split as one stream from a zero state, so "
+        "they score every character but the first, and carry context across paragraphs.",
     ])
     print(block)
     if args.readme and not args.dry_run:
