@@ -1,0 +1,76 @@
+"""With two uvicorn workers, /metrics adds up over both processes: a request counted by one worker shows in
+a scrape answered by the other, and gauges report both workers' models."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from prometheus_client.parser import text_string_to_metric_families
+
+sys.path.insert(0, os.path.dirname(__file__))
+import serve_fixture as sf  # noqa: E402
+
+from tests.service.conftest import RepoWriter, images, infer_json  # noqa: E402
+
+REQUESTS = 24
+
+
+def post(port: int, path: str, body: dict) -> int:
+    # A new connection per request, so the kernel spreads them over both workers' accept queues.
+    conn = http.client.HTTPConnection(sf.HOST, port, timeout=10)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+def scrape(port: int) -> dict:
+    status, text = sf.http_get(port, "/metrics")
+    assert status == 200
+    out = {}
+    for fam in text_string_to_metric_families(text.decode()):
+        for s in fam.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def requests_for(sample: dict, model: str) -> float:
+    return sum(v for (name, labels), v in sample.items()
+               if name == "zooserve_requests_total" and dict(labels).get("model") == model
+               and dict(labels).get("code") == "200")
+
+
+def test_two_workers_report_one_sum(tmp_path):
+    repo = RepoWriter(tmp_path / "models").add("lin", 1)
+    env = {"ZOOSERVE_WORKERS": "2", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    os.makedirs(env["PROMETHEUS_MULTIPROC_DIR"])
+    prom = env["PROMETHEUS_MULTIPROC_DIR"]
+    with sf.running_server(repo.root, workdir=tmp_path / "work", env=env) as server:
+        # /v2/health/ready answers from whichever worker is up first; wait until both have loaded the model
+        # (each sets its readiness gauge in its own file).
+        deadline = time.monotonic() + 60
+        while len([f for f in os.listdir(prom) if f.startswith("gauge_livemin_")]) < 2:
+            assert time.monotonic() < deadline, os.listdir(prom)
+            time.sleep(0.05)
+        body = infer_json(images(1))
+        # Concurrent connections, so that both workers accept some of them.
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: post(server.port, "/v2/models/lin/infer", body), range(REQUESTS)))
+        assert statuses == [200] * REQUESTS
+        pids = set(os.listdir(prom))
+        # Several scrapes land on either worker; every one of them must see all the requests.
+        seen = [requests_for(scrape(server.port), "lin") for _ in range(6)]
+        ready = scrape(server.port)
+    assert seen == [REQUESTS] * 6, seen
+    # Both workers counted requests in their own files, so every scrape above summed over two processes.
+    assert len([name for name in pids if name.startswith("counter_")]) == 2, pids
+    # Readiness is the lowest over live workers: both loaded the model.
+    assert ready[("zooserve_model_ready", (("model", "lin"), ("version", "1")))] == 1
