@@ -1,0 +1,135 @@
+"""Choosing the next token from a language model's logits: pure numpy, one row at a time.
+
+Each sequence has its own `numpy.random.Generator`, seeded from its request, and a row's choice depends
+only on that row's logits, parameters, history and generator. So the same seed and parameters give the
+same text whatever other sequences share the step batch.
+
+Order of operations on a row of logits (V,), as in common practice (CTRL, Hugging Face, vLLM):
+1. repetition penalty on every token already in the sequence: positive logits / p, negative logits * p;
+2. temperature 0: greedy (argmax, lowest id on ties); otherwise logits / temperature;
+3. top-k, then top-p (the smallest set of most likely tokens whose probability reaches p), both on the
+   tempered distribution; at least one token always survives;
+4. draw by inverse CDF with one uniform number from the row's generator.
+
+Reported log-probabilities (`logprobs`) are those of the model itself, before steps 1-3, so they mean the
+same as the scoring endpoint's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.runtime.errors import BadInput
+
+MAX_LOGPROBS = 20
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = no limit
+    top_p: float = 1.0  # 1 = no limit
+    repetition_penalty: float = 1.0  # 1 = none
+    seed: int | None = None
+    logprobs: int = 0  # alternatives to report per token, 0..MAX_LOGPROBS
+
+    def __post_init__(self):
+        checks = [
+            (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 100,
+             f"temperature must be between 0 and 100, got {self.temperature!r}"),
+            (_is_int(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0, got {self.top_k!r}"),
+            (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p!r}"),
+            (isinstance(self.repetition_penalty, (int, float)) and 0 < self.repetition_penalty <= 10,
+             f"repetition_penalty must be in (0, 10], got {self.repetition_penalty!r}"),
+            (self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63),
+             f"seed must be an integer in [0, 2**63), got {self.seed!r}"),
+            (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS,
+             f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {self.logprobs!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise BadInput(message)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Along the last axis, in float64."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def penalise(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:
+    """Make tokens already in `history` less (penalty > 1) or more (< 1) likely; returns a new array."""
+    out = logits.astype(np.float64)
+    if penalty != 1.0 and len(history):
+        seen = np.unique(history)
+        out[seen] = np.where(out[seen] > 0, out[seen] / penalty, out[seen] * penalty)
+    return out
+
+
+def filtered_logprobs(logits: np.ndarray, params: SamplingParams, history: np.ndarray) -> np.ndarray:
+    """Steps 1-3 for one row (V,): log-probabilities to draw from, -inf for removed tokens (temperature > 0)."""
+    z = penalise(logits, history, params.repetition_penalty) / params.temperature
+    logp = log_softmax(z)
+    if params.top_k and params.top_k < len(logp):
+        keep = np.argpartition(-logp, params.top_k - 1)[:params.top_k]  # exactly k, even on ties
+        mask = np.zeros(len(logp), dtype=bool)
+        mask[keep] = True
+        logp = log_softmax(np.where(mask, logp, -np.inf))
+    if params.top_p < 1.0:
+        order = np.argsort(-logp, kind="stable")
+        probs = np.exp(logp[order])
+        # Keep each token whose preceding cumulative mass is still below p (so the first always stays).
+        keep = np.concatenate(([True], np.cumsum(probs)[:-1] < params.top_p))
+        mask = np.zeros(len(logp), dtype=bool)
+        mask[order[keep]] = True
+        logp = np.where(mask, logp, -np.inf)
+    return log_softmax(logp)  # renormalised over the survivors
+
+
+def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng: np.random.Generator) -> int:
+    """The next token id for one row of logits (V,)."""
+    if params.temperature == 0:
+        return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
+    probs = np.exp(filtered_logprobs(logits, params, history))
+    cdf = np.cumsum(probs)
+    # One uniform draw per token keeps generators in step however the distribution looks.
+    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+
+
+@dataclass(frozen=True)
+class Choice:
+    token: int
+    logprob: float  # the model's log-probability of `token`
+    top: list[tuple[int, float]]  # the model's `logprobs` most likely tokens with their log-probabilities
+
+
+def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.ndarray],
+         rngs: list[np.random.Generator]) -> list[Choice]:
+    """One token for each row of logits (B, V); row i uses params[i], histories[i] and rngs[i] only."""
+    if not (len(logits) == len(params) == len(histories) == len(rngs)):
+        raise ValueError("logits, params, histories and generators need one entry per row")
+    model_logp = log_softmax(logits)  # (B, V)
+    out = []
+    for i, row in enumerate(logits):
+        token = choose(row, params[i], histories[i], rngs[i])
+        top: list[tuple[int, float]] = []
+        if params[i].logprobs:
+            ids = np.argsort(-model_logp[i], kind="stable")[:params[i].logprobs]
+            top = [(int(t), float(model_logp[i, t])) for t in ids]
+        out.append(Choice(token, float(model_logp[i, token]), top))
+    return out
+
+
+def generator(seed: int | None) -> tuple[np.random.Generator, int]:
+    """A row's generator and the seed it was made from (drawn from the OS when not given, and reported
+    back so that the client can replay it)."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % (2**63))
+    return np.random.default_rng(seed), seed
