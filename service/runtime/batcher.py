@@ -53,7 +53,7 @@ def _signature(inputs: Tensors) -> tuple:
 class DynamicBatcher:
     def __init__(self, run: RunFn, *, model: str, max_batch_size: int, max_delay_ms: float, max_queue: int,
                  enabled: bool = True):
-        self.run_fn, self.model = run, model
+        self.run_fn, self.model, self.enabled = run, model, enabled
         self.max_batch_size = max_batch_size if enabled else 1
         self.max_delay_s = max_delay_ms / 1000 if enabled else 0.0
         self.max_queue = max_queue
@@ -99,7 +99,9 @@ class DynamicBatcher:
             raise ModelNotReady(f"this version of {self.model!r} is being unloaded or replaced; retry")
         if len(self._queue) >= self.max_queue:
             raise Overloaded(f"model {self.model!r} has {len(self._queue)} requests queued; retry shortly")
-        rows = {len(v) for v in inputs.values()}
+        # Without batching a request is one opaque item: its tensors need not share a first axis (a
+        # recurrent model's state is (layers, B, H)).
+        rows = {len(v) for v in inputs.values()} if self.enabled else {1}
         if len(rows) != 1:
             raise ValueError(f"inputs disagree on the batch dimension: {sorted(rows)}")
         now = time.monotonic()
@@ -186,6 +188,10 @@ class DynamicBatcher:
         t0 = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executor, self.run_fn, feeds)
+            if not self.enabled:  # one request, whole outputs
+                if not batch[0].future.done():
+                    batch[0].future.set_result(outputs)
+                return
             bad = {k: len(v) for k, v in outputs.items() if len(v) != total}
             if bad:
                 raise BatchCountError(f"model {self.model!r} returned {bad} rows for a batch of {total}")

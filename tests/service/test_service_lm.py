@@ -17,8 +17,9 @@ def lm_repo(fake_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("lm-repo")
     assert train_ngram.main(["--corpus", str(fake_corpus), "--order", "3", "--name", "ngram", "--out", str(root),
                              "--discount-fallback", "0.5", "1.0", "1.5", "--no-arpa"]) == 0
-    assert train_rnnlm.main(["--cell", "lstm", "--corpus", str(fake_corpus), "--dry-run", "--hidden-size", "8",
-                             "--embedding-dim", "4", "--name", "lstm", "--out", str(root),
+    # Two layers: the state (2, B, 8) has no batch-first axis, so the model is served without batching.
+    assert train_rnnlm.main(["--cell", "lstm", "--layers", "2", "--corpus", str(fake_corpus), "--dry-run",
+                             "--hidden-size", "8", "--embedding-dim", "4", "--name", "lstm", "--out", str(root),
                              "--runs", str(root.parent / "runs"), "--no-progress", "--device", "cpu"]) == 0
     return root
 
@@ -31,8 +32,8 @@ def test_language_models_are_ready_and_infer(lm_repo, serve):
         ready = {m: (await client.get(f"/v2/models/{m}/ready")).status_code for m in ("ngram", "lstm")}
         ng = await client.post("/v2/models/ngram/infer", json=infer_json(context, name="context"))
         meta = (await client.get("/v2/models/lstm")).json()
-        feeds = {"tokens": np.array([[1, 2, 3]], np.int64), "h0": np.zeros((1, 1, 8), np.float32),
-                 "c0": np.zeros((1, 1, 8), np.float32)}
+        feeds = {"tokens": np.array([[1, 2, 3]] * 3, np.int64), "h0": np.zeros((2, 3, 8), np.float32),
+                 "c0": np.zeros((2, 3, 8), np.float32)}
         lstm = await client.post("/v2/models/lstm/infer", json={"inputs": [
             {"name": k, "datatype": "INT64" if v.dtype == np.int64 else "FP32", "shape": list(v.shape),
              "data": v.ravel().tolist()} for k, v in feeds.items()]})
@@ -50,7 +51,7 @@ def test_language_models_are_ready_and_infer(lm_repo, serve):
     assert {i["name"] for i in meta["inputs"]} == {"tokens", "h0", "c0"}
     assert lstm.status_code == 200, lstm.text
     outs = {o["name"]: o for o in lstm.json()["outputs"]}
-    assert outs["logits"]["shape"][:2] == [1, 3] and outs["hn"]["shape"] == [1, 1, 8]
+    assert outs["logits"]["shape"][:2] == [3, 3] and outs["hn"]["shape"] == [2, 3, 8]
     ref = session(lm_repo / "lstm" / "1" / "model.onnx").run(None, feeds)
     np.testing.assert_allclose(np.array(outs["logits"]["data"]).reshape(ref[0].shape), ref[0], rtol=1e-5, atol=1e-6)
     assert refused.status_code == 400 and "language-model" in refused.json()["error"]
