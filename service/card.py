@@ -98,6 +98,7 @@ class SplitMetrics(_Strict):
     cross_entropy: float | None = Field(None, description="nats per item (image or token)")
     bits_per_token: float | None = None
     perplexity: float | None = None
+    macro_f1: float | None = Field(None, description="classifiers: unweighted mean of the per-class F1 scores")
 
 
 class Dataset(_Strict):

@@ -22,6 +22,7 @@ from service.runtime.batcher import DynamicBatcher
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
 from service.settings import Settings
+from service.text import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class Loaded:
     model: OnnxModel
     batcher: DynamicBatcher
     load_seconds: float
+    vocab: Vocab | None = None  # char and word language models: their vocab.json
 
     @property
     def name(self) -> str:
@@ -121,7 +123,15 @@ class ModelRepository:
         size, delay = s.batching_for(name, card.batching.max_batch_size, card.batching.max_delay_ms)
         batcher = DynamicBatcher(model.run, model=name, max_batch_size=size, max_delay_ms=delay,
                                  max_queue=s.max_queue, enabled=model.batchable)
-        return Loaded(card, model, batcher, time.perf_counter() - t0)
+        vocab = None
+        if card.preprocess.kind == "text" and card.preprocess.vocab_file:
+            try:
+                vocab = Vocab.load(folder / card.preprocess.vocab_file)
+            except (OSError, ValueError, TypeError) as exc:
+                raise ModelLoadError(f"{folder / card.preprocess.vocab_file} is not a valid vocabulary: {exc}") from exc
+            if len(vocab) != card.preprocess.vocab_size:
+                raise ModelLoadError(f"the vocabulary has {len(vocab)} tokens, the card says {card.preprocess.vocab_size}")
+        return Loaded(card, model, batcher, time.perf_counter() - t0, vocab)
 
     async def load(self, name: str) -> list[Entry]:
         """(Re)load the wanted versions of `name` from disk; unload versions no longer wanted."""

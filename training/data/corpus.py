@@ -22,6 +22,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# The segmentation rules live in service.text, so that the service splits requests as training split the
+# corpus; they are re-exported here for the corpus's callers.
+from service.text import WORD_PATTERN, char_stream, paragraphs, sentences, word_tokens  # noqa: F401
 from training.data.download import DatasetUnavailable, fetch_verified
 
 NAME = "mysterious-island"
@@ -93,44 +96,3 @@ def load(path: str | os.PathLike | None = None, *, allow_download: bool = True, 
     digest = hashlib.sha256(raw).hexdigest()
     body = strip_wrapper(normalise_newlines(text), title_line, end_marker)
     return Corpus(body=body, source=path, sha256=digest, official=digest == SHA256)
-
-
-def paragraphs(text: str) -> list[str]:
-    """Blank-line separated blocks, each with its wrapped lines joined by single spaces."""
-    out = []
-    for block in re.split(r"\n[ \t]*\n", text):
-        para = " ".join(block.split())
-        if para:
-            out.append(para)
-    return out
-
-
-def char_stream(text: str) -> str:
-    """What the neural char models read and generate: one paragraph per line."""
-    return "".join(p + "\n" for p in paragraphs(text))
-
-
-# Lowercased words (with inner apostrophes: "don't", "island's") and single punctuation characters.
-WORD_PATTERN = r"[^\W_]+(?:['\u2019][^\W_]+)*|[^\w\s]|_"
-SENTENCE_END = frozenset({".", "!", "?"})
-CLOSERS = frozenset({'"', "'", "\u201d", "\u2019", ")"})
-
-
-def word_tokens(text: str) -> list[str]:
-    return re.findall(WORD_PATTERN, text.lower())
-
-
-def sentences(text: str) -> list[list[str]]:
-    """Token lists, one per sentence: a sentence ends after . ! or ? and any closing quotes that follow."""
-    out: list[list[str]] = []
-    for para in paragraphs(text):
-        toks, current = word_tokens(para), []
-        for i, tok in enumerate(toks):
-            current.append(tok)
-            ends = tok in SENTENCE_END or (tok in CLOSERS and current[-2:-1] and current[-2] in SENTENCE_END)
-            if ends and not (i + 1 < len(toks) and toks[i + 1] in CLOSERS):
-                out.append(current)
-                current = []
-        if current:
-            out.append(current)
-    return out

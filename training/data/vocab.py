@@ -11,69 +11,11 @@ special tokens, whether to lowercase, and (for words) the regular expression tha
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from dataclasses import asdict, dataclass
-from functools import cached_property
-from pathlib import Path
-from typing import Iterable, Literal
+from typing import Iterable
 
-import numpy as np
-
-from training.data.corpus import WORD_PATTERN
-
-UNK, BOS, EOS = "<unk>", "<s>", "</s>"
-VOCAB_FILE = "vocab.json"
-
-
-@dataclass(frozen=True)
-class Vocab:
-    kind: Literal["char", "word"]
-    tokens: tuple[str, ...]
-    unk: str = UNK
-    bos: str | None = None  # only for models that see sentence boundaries (n-grams)
-    eos: str | None = None
-    eos_text: str | None = None  # how `eos` reads in text ("\n" for paragraphs)
-    lowercase: bool = False
-    pattern: str | None = None  # word splitting regex (Python `re` syntax)
-
-    def __post_init__(self):
-        if len(set(self.tokens)) != len(self.tokens):
-            raise ValueError("vocabulary tokens must be unique")
-        for special in (self.unk, self.bos, self.eos):
-            if special is not None and special not in self.tokens:
-                raise ValueError(f"special token {special!r} is missing from the vocabulary")
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-    @cached_property
-    def index(self) -> dict[str, int]:
-        return {t: i for i, t in enumerate(self.tokens)}
-
-    def id(self, token: str | None) -> int:
-        return -1 if token is None else self.index[token]
-
-    def encode(self, tokens: Iterable[str]) -> np.ndarray:
-        """Ids (int64) of `tokens` (chars or words); anything unseen becomes `<unk>`."""
-        idx, unk = self.index, self.index[self.unk]
-        return np.fromiter((idx.get(t, unk) for t in tokens), dtype=np.int64)
-
-    def decode(self, ids: Iterable[int]) -> list[str]:
-        return [self.tokens[i] for i in ids]
-
-    def save(self, path: Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = asdict(self)
-        doc["tokens"] = list(self.tokens)
-        path.write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        return path
-
-    @classmethod
-    def load(cls, path: Path) -> "Vocab":
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(**{**doc, "tokens": tuple(doc["tokens"])})
+# The Vocab class itself lives in service.text, which the service reads vocab.json with.
+from service.text import BOS, EOS, UNK, WORD_PATTERN, Vocab
 
 
 def char_vocab(train_text: str, *, boundaries: bool = False) -> Vocab:
