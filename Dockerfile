@@ -45,9 +45,9 @@ COPY --chown=10001:10001 models /srv/models
 WORKDIR /srv
 USER 10001:10001
 EXPOSE 8000
-# Slim images have no curl: ask readiness with the standard library.
+# Slim images have no curl: zooserve-healthcheck (service/healthcheck.py) asks /v2/health/ready.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('ZOOSERVE_PORT', '8000'), timeout=2).status == 200 else 1)"]
+    CMD ["zooserve-healthcheck"]
 # zooserve-serve runs uvicorn with ZOOSERVE_WORKERS workers; with several it puts PROMETHEUS_MULTIPROC_DIR
 # in a fresh directory under /tmp (a tmpfs or emptyDir when the root filesystem is read-only).
 CMD ["zooserve-serve"]
@@ -88,7 +88,7 @@ WORKDIR /srv
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/v2/health/ready' % os.environ.get('ZOOSERVE_PORT', '8000'), timeout=2).status == 200 else 1)"]
+    CMD ["zooserve-healthcheck"]
 CMD ["zooserve-serve"]
 
 # --- train: offline training jobs (torch CPU build), writing into the models volume ---------------------

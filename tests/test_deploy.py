@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -81,7 +83,7 @@ def test_serving_stages_install_no_torch_and_run_as_non_root(stage):
     assert "[train]" not in text
     users = re.findall(r"^USER\s+(\S+)", stages[stage], re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert "/v2/health/ready" in stages[stage]  # HEALTHCHECK
+    assert re.search(r'HEALTHCHECK[^\n]*\n?[^\n]*CMD \["zooserve-healthcheck"\]', stages[stage])
     assert "ZOOSERVE_HOST=0.0.0.0" in stages[stage]
 
 
@@ -117,7 +119,7 @@ def test_compose_zooserve_is_hardened_and_healthchecked(compose):
     assert svc["read_only"] is True
     assert any(t.startswith("/tmp") for t in svc["tmpfs"])
     assert svc["user"].split(":")[0] not in ("root", "0")
-    assert "/v2/health/ready" in " ".join(svc["healthcheck"]["test"])
+    assert svc["healthcheck"]["test"] == ["CMD", "zooserve-healthcheck"]
     assert svc["restart"] in ("unless-stopped", "always", "on-failure")
     assert svc["deploy"]["resources"]["limits"]["memory"]
 
@@ -239,3 +241,30 @@ def test_every_zooserve_variable_is_a_settings_field(compose):
     # ZOOSERVE_BATCHING__<MODEL>__... is a nested field: its first part must be a field.
     unknown = {n for n in names if n.removeprefix("ZOOSERVE_").split("__")[0].lower() not in fields}
     assert not unknown, f"not fields of service.settings.Settings: {sorted(unknown)}"
+
+
+def test_the_healthcheck_command_asks_readiness(monkeypatch):
+    from service import healthcheck
+
+    asked = []
+
+    class Ready:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def fake(url, timeout):
+        asked.append(url)
+        if "9999" in url:
+            raise urllib.error.URLError("connection refused")
+        return Ready()
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    monkeypatch.setenv("ZOOSERVE_PORT", "8123")
+    assert healthcheck.main() == 0 and asked == ["http://127.0.0.1:8123/v2/health/ready"]
+    monkeypatch.setenv("ZOOSERVE_PORT", "9999")
+    assert healthcheck.main() == 1
