@@ -12,11 +12,13 @@ import pytest
 
 from service.card import find_cards, load_card
 from training.data import fashion_mnist
+from training import text_tokenizer
+from training.data import tweets
 from training.data.vocab import Vocab
 from training.export.onnx_export import run_onnx, session
 from training.export.rnn_export import stream_nll
 from training.ngram.arpa import ArpaLM, arpa_tokens
-from training.tasks import language_model
+from training.tasks import language_model, text_classification
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 CARDS = find_cards(MODELS)
@@ -159,3 +161,30 @@ def test_shipped_language_model_reproduces_its_card(card_path):
         stream = data.stream("test")
         assert len(stream) - 1 == test.examples
         assert stream_nll(sess, stream) / test.examples == pytest.approx(test.cross_entropy, abs=1e-6)
+
+
+# -- the text classifier, on the real tweets -------------------------------------------------------------
+
+TEXT_CARDS = [p for p in CARDS if load_card(p).task == "text-classification"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("card_path", TEXT_CARDS or [None], ids=lambda p: p.parent.parent.name if p else "none")
+def test_shipped_text_classifier_reproduces_its_card(card_path):
+    """Tokenise the test split with the shipped tokenizer.json, run the shipped graph, compare with the card."""
+    if card_path is None:
+        pytest.skip("no text classifiers shipped")
+    try:
+        split = tweets.prepare(None, seed=load_card(card_path).dataset.split_seed)
+    except tweets.DataUnavailable as exc:
+        pytest.skip(f"the tweets are not installed ({exc})")
+    card = load_card(card_path)
+    assert split.dataset["sha256"] == card.dataset.sha256 and split.labels == card.labels
+    tok = text_tokenizer.load(card_path.parent / card.preprocess.tokenizer_file)
+    ids, mask = text_tokenizer.encode(tok, split.texts["test"])
+    figures = text_classification.figures("test", text_classification.onnx_logits(
+        session(card_path.parent / "model.onnx"), ids, mask), split.y["test"])
+    test = next(m for m in card.metrics if m.split == "test")
+    assert figures["examples"] == test.examples
+    assert figures["accuracy"] == pytest.approx(test.accuracy, abs=1e-9)
+    assert figures["macro_f1"] == pytest.approx(test.macro_f1, abs=1e-9)
