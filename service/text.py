@@ -117,6 +117,10 @@ class Vocab:
         return path
 
     @classmethod
-    def load(cls, path: Path) -> "Vocab":
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    def from_json(cls, blob: bytes | str) -> "Vocab":
+        doc = json.loads(blob)
         return cls(**{**doc, "tokens": tuple(doc["tokens"])})
+
+    @classmethod
+    def load(cls, path: Path) -> "Vocab":
+        return cls.from_json(Path(path).read_bytes())

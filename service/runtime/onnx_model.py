@@ -63,11 +63,13 @@ def _check_spec(kind: str, spec: TensorSpec, node) -> None:
 class OnnxModel:
     """A loaded, validated session. `run` is blocking: callers keep it off the event loop."""
 
-    def __init__(self, path: Path, card: ModelCard, *, providers: list[str], options: ort.SessionOptions):
-        if not path.is_file():
+    def __init__(self, path: Path, card: ModelCard, *, providers: list[str], options: ort.SessionOptions,
+                 blob: bytes | None = None):
+        """`blob`: the file's bytes when the caller has read them already (to check their sha256)."""
+        if blob is None and not path.is_file():
             raise ModelLoadError(f"{path} is missing")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(blob if blob is not None else str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises several private exception types for bad files
             raise ModelLoadError(f"{path}: onnxruntime cannot load it: {exc}") from exc
         self.card = card

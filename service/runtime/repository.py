@@ -17,7 +17,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from service import metrics
-from service.card import CARD_FILE, ModelCard, load_card
+from service.card import CARD_FILE, Artifact, ModelCard, load_card
 from service.runtime.batcher import DynamicBatcher
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
@@ -57,21 +57,19 @@ class Entry:
     loaded: Loaded | None = None
 
 
-def verify_files(folder: Path, card: ModelCard) -> None:
-    """Every file the card lists must exist with its recorded size and sha256: a graph changed after export
+def verified_bytes(folder: Path, art: Artifact) -> bytes:
+    """A file the card lists, which must have its recorded size and sha256: a graph changed after export
     would otherwise serve wrong answers silently."""
-    for art in (card.artifact, *card.extra_files):
-        path = folder / art.file
-        if not path.is_file():
-            raise ModelLoadError(f"{path} is missing")
-        digest, size = hashlib.sha256(), 0
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-                size += len(block)
-        if size != art.bytes or digest.hexdigest() != art.sha256:
-            raise ModelLoadError(f"{path} does not match its card: sha256 {digest.hexdigest()[:16]}... and {size} "
-                                 f"bytes, the card says {art.sha256[:16]}... and {art.bytes} bytes")
+    path = folder / art.file
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{path} is missing or unreadable: {exc}") from exc
+    digest = hashlib.sha256(blob).hexdigest()
+    if len(blob) != art.bytes or digest != art.sha256:
+        raise ModelLoadError(f"{path} does not match its card: sha256 {digest[:16]}... and {len(blob)} bytes, the "
+                             f"card says {art.sha256[:16]}... and {art.bytes} bytes")
+    return blob
 
 
 class ModelRepository:
@@ -110,10 +108,12 @@ class ModelRepository:
             raise ModelLoadError(f"{folder / CARD_FILE} is not a valid model card: {exc}") from exc
         if (card.name, card.version) != (name, version):
             raise ModelLoadError(f"{folder} holds a card for {card.name}/{card.version}")
-        verify_files(folder, card)
+        # Each file is read once: checked here, then handed on (the graph to onnxruntime as bytes).
+        blobs = {art.file: verified_bytes(folder, art) for art in (card.artifact, *card.extra_files)}
         s = self.settings
         opts = session_options(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
-        model = OnnxModel(folder / card.artifact.file, card, providers=self.providers, options=opts)
+        model = OnnxModel(folder / card.artifact.file, card, providers=self.providers, options=opts,
+                          blob=blobs[card.artifact.file])
         try:
             model.warmup()
         except Exception as exc:  # onnxruntime raises its own types: any failure here is this model's alone
@@ -126,8 +126,8 @@ class ModelRepository:
         vocab = None
         if card.preprocess.kind == "text" and card.preprocess.vocab_file:
             try:
-                vocab = Vocab.load(folder / card.preprocess.vocab_file)
-            except (OSError, ValueError, TypeError) as exc:
+                vocab = Vocab.from_json(blobs[card.preprocess.vocab_file])
+            except (KeyError, ValueError, TypeError) as exc:
                 raise ModelLoadError(f"{folder / card.preprocess.vocab_file} is not a valid vocabulary: {exc}") from exc
             if len(vocab) != card.preprocess.vocab_size:
                 raise ModelLoadError(f"the vocabulary has {len(vocab)} tokens, the card says {card.preprocess.vocab_size}")
@@ -143,12 +143,10 @@ class ModelRepository:
             results = []
             for version in wanted:
                 results.append(await self._load_version(name, version))
-            if not any(e.state == READY for e in results):
-                # Nothing new serves: keep whatever served before rather than take the model down.
-                stale = [k for k in self._entries if k[0] == name and k[1] not in wanted
-                         and self._entries[k].state != READY]
-            else:
-                stale = [k for k in self._entries if k[0] == name and k[1] not in wanted]
+            # When nothing new serves, keep whatever served before rather than take the model down.
+            keep_ready = not any(e.state == READY for e in results)
+            stale = [k for k, e in self._entries.items() if k[0] == name and k[1] not in wanted
+                     and not (keep_ready and e.state == READY)]
             for n, v in stale:
                 await self._drop(n, v)
             return results

@@ -17,14 +17,9 @@ import numpy as np
 
 from service.runtime.errors import BadInput
 from service.runtime.repository import Loaded
+from service.runtime.sampling import log_softmax
 
 MAX_CHARS = 100_000
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z.astype(np.float64)
-    m = z.max(axis=-1, keepdims=True)
-    return z - m - np.log(np.exp(z - m).sum(axis=-1, keepdims=True))
 
 
 async def _ngram(loaded: Loaded, text: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +52,7 @@ async def _recurrent(loaded: Loaded, text: str, timeout_s: float) -> tuple[np.nd
     for spec in loaded.card.inputs[1:]:  # the state, (layers, 1, hidden) zeros
         feeds[spec.name] = np.zeros([1 if d == -1 else d for d in spec.shape], np.float32)
     out = await loaded.batcher.submit(feeds, timeout_s=timeout_s)
-    logp = _log_softmax(out["logits"][0])  # (T, V)
+    logp = log_softmax(out["logits"][0])  # (T, V)
     return ids, logp[np.arange(len(ids)), ids]
 
 
