@@ -22,8 +22,8 @@ from training.engine import distributed
 from training.engine.history import confusion_matrix, plot_confusion, plot_curves, save_json
 from training.engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from training.engine.trainer import TrainConfig, fit
-from training.export.card import next_version, training_section, write_card
-from training.export.onnx_export import check_parity, export, opset_of, run_onnx, session
+from training.export.card import next_version, training_section, write_card, write_quantized_card
+from training.export.onnx_export import check_parity, export, run_onnx, session
 from training.export.quantize import quantize_int8
 from training.recipes import RECIPES, Recipe
 from training.tasks import image_classification as task
@@ -172,16 +172,11 @@ def publish_int8(name, fields, model_dir: Path, data, out: Path, version: int, f
     test = task.metrics(logits, data.test_y, "test")
     # Parity for a quantized graph is measured against its float source, not against torch.
     float_logits = run_onnx(session(model_dir / "model.onnx"), data.test_x[:1000].numpy())
-    diff = float((logits[:1000] - torch.from_numpy(float_logits)).abs().max())
-    agree = float((logits[:1000].argmax(1) == torch.from_numpy(float_logits).argmax(1)).float().mean())
-    qfields = {**fields, "name": f"{name}-int8", "description": fields["description"] + " (INT8, static QDQ)",
-               "metrics": [test],
-               "parity": {**fields["parity"], "reference": "onnx-fp32", "max_abs_diff": diff, "argmax_agreement": agree,
-                          "opset": opset_of(qdir / "model.onnx")},
-               "quantization": {"method": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations",
-                                "calibration_examples": len(data.calibration_x), "source_model": f"{name}/{version}",
-                                "accuracy_change": test["accuracy"] - float_accuracy}}
-    write_card(qdir, qfields)
+    write_quantized_card(fields, model_dir, qdir, style="static QDQ",
+                         method="onnxruntime static QDQ, per-channel int8 weights, uint8 activations",
+                         calibration_examples=len(data.calibration_x), metrics=[test],
+                         quantized=logits[:1000].numpy(), reference=float_logits, inputs=len(float_logits),
+                         change={"accuracy_change": test["accuracy"] - float_accuracy})
     print(f"wrote {qdir}: test accuracy {test['accuracy']:.4f} ({test['accuracy'] - float_accuracy:+.4f})", flush=True)
 
 

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from training.data.corpus import END_MARKER, TITLE_LINE
 from training.engine import distributed
@@ -29,8 +28,9 @@ from training.engine.history import plot_curves, save_json
 from training.engine.optim import OptimConfig
 from training.engine.trainer import TrainConfig, fit
 from training.export import rnn_export
-from training.export.card import next_version, training_section, write_card
-from training.export.onnx_export import file_digest, opset_of, session
+from training.export.card import next_version, training_section, write_card, write_quantized_card
+from training.export.onnx_export import file_digest, session
+from training.export.quantize import quantize_dynamic_int8
 from training.recipes import LM_RECIPES, LMRecipe
 from training.tasks import language_model as task
 from training.tasks.rnn_lm import StreamBatches, TBPTTObjective
@@ -163,28 +163,18 @@ def publish_int8(name, fields, model_dir: Path, streams, out: Path, version: int
     """Dynamic INT8 (weights int8, activations quantized per call): the usual choice for recurrent nets,
     whose activations have no fixed range to calibrate."""
     qdir = out / f"{name}-int8" / str(version)
-    qdir.mkdir(parents=True, exist_ok=True)
-    quantize_dynamic(str(model_dir / "model.onnx"), str(qdir / "model.onnx"), weight_type=QuantType.QInt8)
+    quantize_dynamic_int8(model_dir / "model.onnx", qdir / "model.onnx")
     metrics = figures(qdir / "model.onnx", streams)
     sess_q, sess_f = session(qdir / "model.onnx"), session(model_dir / "model.onnx")
     probe = streams["test"][None, :512]
     lq, _ = rnn_export.run_steps(sess_q, probe, rnn_export.zero_state(sess_q, 1), 512)
     lf, _ = rnn_export.run_steps(sess_f, probe, rnn_export.zero_state(sess_f, 1), 512)
-    vocab_file = (qdir / "vocab.json")
-    vocab_file.write_bytes((model_dir / "vocab.json").read_bytes())
-    qfields = {**fields, "name": f"{name}-int8", "description": fields["description"] + " (INT8, dynamic)",
-               "metrics": metrics,
-               "parity": {**fields["parity"], "reference": "onnx-fp32", "max_abs_diff": float(abs(lq - lf).max()),
-                          "argmax_agreement": float((lq.argmax(-1) == lf.argmax(-1)).mean()), "inputs": probe.size,
-                          "opset": opset_of(qdir / "model.onnx")},
-               "quantization": {"method": "onnxruntime dynamic quantization, int8 weights",
-                                "calibration_examples": 0, "source_model": f"{name}/{version}",
-                                "cross_entropy_change": metrics[-1]["cross_entropy"] - float_ce},
-               "extra_files": [file_digest(vocab_file)]}
-    write_card(qdir, qfields)
-    print(f"wrote {qdir}: test {metrics[-1]['cross_entropy']:.4f} nats/char "
-          f"({metrics[-1]['cross_entropy'] - float_ce:+.4f})", flush=True)
-
+    change = metrics[-1]["cross_entropy"] - float_ce
+    write_quantized_card(fields, model_dir, qdir, style="dynamic",
+                         method="onnxruntime dynamic quantization, int8 weights", calibration_examples=0,
+                         metrics=metrics, quantized=lq, reference=lf, inputs=probe.size,
+                         change={"cross_entropy_change": change})
+    print(f"wrote {qdir}: test {metrics[-1]['cross_entropy']:.4f} nats/char ({change:+.4f})", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,12 +19,9 @@ import argparse
 import dataclasses
 import json
 import sys
-import tempfile
 from pathlib import Path
 
-import onnx
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from training import baseline_tfidf
 from training import text_tokenizer as subword
@@ -33,8 +30,9 @@ from training.engine import distributed
 from training.engine.history import plot_curves, save_json
 from training.engine.optim import OptimConfig
 from training.engine.trainer import TrainConfig, fit
-from training.export.card import next_version, training_section, write_card
-from training.export.onnx_export import file_digest, opset_of, session
+from training.export.card import next_version, training_section, write_card, write_quantized_card
+from training.export.onnx_export import file_digest, session
+from training.export.quantize import quantize_dynamic_int8
 from training.tasks import text_classification as task
 from training.zoo.transformer import POOLINGS, TransformerConfig
 
@@ -203,32 +201,17 @@ def publish_int8(fields: dict, model_dir: Path, enc: dict, out: Path, version: i
     """Dynamic INT8: int8 weights for the MatMuls, activations quantized per call (no calibration set)."""
     name = f"{fields['name']}-int8"
     qdir = out / name / str(version)
-    qdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        # The exporter's recorded intermediate shapes trip onnx's re-inference inside quantize_dynamic
-        # ("existing shape differs"); dropping them lets it infer them afresh.
-        proto = onnx.load(str(model_dir / "model.onnx"))
-        del proto.graph.value_info[:]
-        onnx.save(proto, f"{tmp}/model.onnx")
-        quantize_dynamic(f"{tmp}/model.onnx", str(qdir / "model.onnx"), weight_type=QuantType.QInt8)
+    quantize_dynamic_int8(model_dir / "model.onnx", qdir / "model.onnx")
     metrics = graph_metrics(qdir / "model.onnx", enc)
     test = enc["test"]
     lq = task.onnx_logits(session(qdir / "model.onnx"), test.ids.numpy(), test.mask.numpy())
     lf = task.onnx_logits(session(model_dir / "model.onnx"), test.ids.numpy(), test.mask.numpy())
-    tok_file = qdir / subword.TOKENIZER_FILE
-    tok_file.write_bytes((model_dir / subword.TOKENIZER_FILE).read_bytes())
     change = metrics[-1]["accuracy"] - float_accuracy
-    qfields = {**fields, "name": name, "description": fields["description"] + " (INT8, dynamic)", "metrics": metrics,
-               "parity": {**fields["parity"], "reference": "onnx-fp32", "max_abs_diff": float(abs(lq - lf).max()),
-                          "argmax_agreement": float((lq.argmax(1) == lf.argmax(1)).mean()), "inputs": len(lq),
-                          "opset": opset_of(qdir / "model.onnx")},
-               "quantization": {"method": "onnxruntime dynamic quantization, int8 weights",
-                                "calibration_examples": 0, "source_model": f"{fields['name']}/{version}",
-                                "accuracy_change": change},
-               "extra_files": [file_digest(tok_file)]}
-    write_card(qdir, qfields)
+    write_quantized_card(fields, model_dir, qdir, style="dynamic",
+                         method="onnxruntime dynamic quantization, int8 weights", calibration_examples=0,
+                         metrics=metrics, quantized=lq, reference=lf, inputs=len(lq),
+                         change={"accuracy_change": change})
     print(f"wrote {qdir}: {report(name, metrics)} (accuracy {change:+.4f})", flush=True)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
 from service.card import CARD_FILE, ModelCard
-from training.export.onnx_export import file_digest
+from training.export.onnx_export import file_digest, opset_of
 
 
 def next_version(repository: Path, name: str) -> int:
@@ -38,3 +40,24 @@ def training_section(config: dict, result, model: torch.nn.Module, *, world_size
             "seed": config["train_config"]["seed"], "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
             "wall_time_s": round(result.wall_time_s, 1), "parameters": sum(p.numel() for p in model.parameters()),
             "world_size": world_size, "device": str(device), "torch": torch.__version__, "onnx": onnx.__version__}
+
+
+def write_quantized_card(fields: dict, model_dir: Path, qdir: Path, *, style: str, method: str,
+                         calibration_examples: int, metrics: list[dict], quantized: np.ndarray, reference: np.ndarray,
+                         inputs: int, change: dict) -> ModelCard:
+    """The INT8 twin's card, written beside `qdir/model.onnx`: the float card with its own name and figures,
+    parity against the float graph (`quantized` and `reference` are the two graphs' outputs on the same
+    `inputs`; argmax over the last axis), and the quantization record with `change` (e.g. accuracy_change).
+    The float model's extra files (vocabulary, tokenizer) are copied beside it unchanged."""
+    for extra in fields.get("extra_files", []):
+        shutil.copyfile(model_dir / extra["file"], qdir / extra["file"])
+    return write_card(qdir, {
+        **fields, "name": f"{fields['name']}-int8", "description": f"{fields['description']} (INT8, {style})",
+        "metrics": metrics,
+        "parity": {**fields["parity"], "reference": "onnx-fp32",
+                   "max_abs_diff": float(np.abs(quantized - reference).max()),
+                   "argmax_agreement": float((quantized.argmax(-1) == reference.argmax(-1)).mean()),
+                   "inputs": inputs, "opset": opset_of(qdir / "model.onnx")},
+        "quantization": {"method": method, "calibration_examples": calibration_examples,
+                         "source_model": f"{fields['name']}/{fields['version']}", **change},
+    })

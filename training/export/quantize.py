@@ -1,6 +1,8 @@
-"""INT8 post-training static quantization with onnxruntime (QDQ format, per-channel weights).
+"""INT8 post-training quantization with onnxruntime.
 
-Activations are calibrated on real training images, so the scales reflect the data the model sees.
+Static (QDQ format, per-channel weights) for the CNNs: activations are calibrated on real training images,
+so the scales reflect the data the model sees. Dynamic (int8 weights, activations quantized per call) for
+the recurrent and Transformer models, whose activations have no fixed range to calibrate.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 
@@ -33,3 +36,15 @@ def quantize_int8(src: Path, dst: Path, calibration: np.ndarray, input_name: str
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
         )
+
+
+def quantize_dynamic_int8(src: Path, dst: Path) -> None:
+    """Write a dynamically quantized copy of `src` to `dst` (int8 weights; no calibration data)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The dynamo exporter's recorded intermediate shapes trip onnx's re-inference inside quantize_dynamic
+        # ("existing shape differs"); dropping them lets it infer them afresh.
+        proto = onnx.load(str(src))
+        del proto.graph.value_info[:]
+        onnx.save(proto, f"{tmp}/model.onnx")
+        quantize_dynamic(f"{tmp}/model.onnx", str(dst), weight_type=QuantType.QInt8)

@@ -18,6 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from service.runtime.sampling import log_softmax
 from training.export.onnx_export import ParityError, ParityReport, session
 from training.zoo.rnnlm import RNNLM
 
@@ -65,9 +66,8 @@ def stream_nll(sess: ort.InferenceSession, stream: np.ndarray, chunk: int = 512)
     state, total = zero_state(sess, 1), 0.0
     for start in range(0, tokens.shape[1], chunk):
         logits, state = run_steps(sess, tokens[:, start:start + chunk], state, chunk)
-        z = logits[0].astype(np.float64)  # (T, V)
-        logz = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
-        total += float(np.sum(logz - z[np.arange(len(z)), targets[start:start + chunk]]))
+        logp = log_softmax(logits[0])  # (T, V), float64: the same function the service scores with
+        total -= float(logp[np.arange(len(logp)), targets[start:start + chunk]].sum())
     return total
 
 
