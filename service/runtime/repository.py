@@ -248,7 +248,3 @@ class ModelRepository:
         if e.state != READY or e.loaded is None:
             raise ModelNotReady(f"model {name!r} version {e.version} is {e.state}" + (f": {e.reason}" if e.reason else ""))
         return e.loaded
-
-    @property
-    def ready(self) -> bool:
-        return all(e.state == READY for e in self._entries.values())
