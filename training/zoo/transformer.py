@@ -35,6 +35,7 @@ class TransformerConfig:
     dropout: float = 0.1
     pooling: str = "mean"  # mean | cls
     pad_id: int = 0
+    norm_eps: float = 1e-5  # LayerNorm epsilon; BERT checkpoints use 1e-12
 
     @property
     def family(self) -> str:
@@ -72,10 +73,10 @@ class EncoderBlock(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.attn = SelfAttention(cfg.d_model, cfg.heads, cfg.dropout)
-        self.norm1 = nn.LayerNorm(cfg.d_model)
+        self.norm1 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.ff_dim), nn.GELU(), nn.Dropout(cfg.dropout),
                                  nn.Linear(cfg.ff_dim, cfg.d_model))
-        self.norm2 = nn.LayerNorm(cfg.d_model)
+        self.norm2 = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, key_bias: torch.Tensor) -> torch.Tensor:
@@ -90,7 +91,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.tokens = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
         self.positions = nn.Embedding(cfg.max_length, cfg.d_model)
-        self.norm = nn.LayerNorm(cfg.d_model)
+        self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(EncoderBlock(cfg) for _ in range(cfg.layers))
 
