@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service import __version__, errors
 from service.logs import configure_logging
 from service.middleware import ApiKey, BodyLimit, RequestMetrics
-from service.routers import classify, health, infer, metrics, models, repository, score
+from service.routers import classify, completions, generate, health, infer, metrics, models, repository, score
 from service.runtime.repository import ModelRepository
 from service.settings import Settings
 
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
     app.state.settings, app.state.repository, app.state.started = settings, repo, False
     for r in (health.router, models.router, infer.router, repository.router, classify.router, score.router,
-              metrics.router):
+              generate.router, completions.router, metrics.router):
         app.include_router(r)
     errors.install(app)
     # Outermost last: metrics see every response, including 401 and 413.

@@ -32,6 +32,26 @@ MODEL_READY = Gauge("zooserve_model_ready", "1 when a model version is loaded an
                     ["model", "version"], multiprocess_mode="livemin")
 MODEL_LOAD_SECONDS = Gauge("zooserve_model_load_duration_seconds", "Time the last load of a model version took.",
                            ["model", "version"], multiprocess_mode="max")
+# Text models: positions the requests brought, and positions the batcher padded to the longest row of a batch.
+TOKENS = Counter("zooserve_tokens_total", "Token positions the requests sent to a text model (their own length).",
+                 ["model"])
+PADDING_TOKENS = Counter("zooserve_padding_tokens_total",
+                         "Padding positions the batcher added to fill each formed batch to its longest row.", ["model"])
+
+_TOKEN_LATENCY = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+TIME_TO_FIRST_TOKEN = Histogram("zooserve_time_to_first_token_seconds",
+                                "Time from a generation request queued to its first token sampled.", ["model"],
+                                buckets=_LATENCY)
+TIME_PER_OUTPUT_TOKEN = Histogram("zooserve_time_per_output_token_seconds",
+                                  "Mean time between a sequence's tokens after the first, one value per sequence.",
+                                  ["model"], buckets=_TOKEN_LATENCY)
+GENERATED_TOKENS = Counter("zooserve_generated_tokens_total", "Tokens sampled by the generation schedulers.", ["model"])
+GEN_ACTIVE = Gauge("zooserve_generation_active_sequences", "Sequences a language model is stepping right now.",
+                   ["model"], multiprocess_mode="livesum")
+GEN_WAITING = Gauge("zooserve_generation_waiting_sequences", "Sequences queued for a free generation slot.",
+                    ["model"], multiprocess_mode="livesum")
+GEN_STEP_BATCH = Histogram("zooserve_generation_step_batch_size", "Sequences in each generation step.", ["model"],
+                           buckets=_ROWS)
 
 
 def exposition() -> tuple[bytes, str]:

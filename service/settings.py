@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     api_key: str | None = Field(None, description="when set, every route but health and metrics needs it (Bearer or X-API-Key)")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
+    generation_max_tokens: int = Field(512, ge=1, description="largest max_tokens a generate or completions request may ask for")
+    generation_max_prompt_chars: int = Field(8000, ge=1, description="longer prompts get 400")
+    generation_max_stop: int = Field(4, ge=0, description="most stop sequences a request may give")
+    generation_max_active: int = Field(64, ge=1, description="sequences one language model steps together; more wait")
+    generation_max_waiting: int = Field(256, ge=0, description="sequences waiting per language model before new ones get 503")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
 

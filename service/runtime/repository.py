@@ -20,7 +20,9 @@ from service import metrics
 from service.card import CARD_FILE, Artifact, ModelCard, load_card
 from service.runtime.batcher import DynamicBatcher
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
+from service.runtime.scheduler import Scheduler
 from service.settings import Settings
 from service.text import Vocab
 
@@ -38,6 +40,18 @@ class Loaded:
     batcher: DynamicBatcher
     load_seconds: float
     vocab: Vocab | None = None  # char and word language models: their vocab.json
+    scheduler: Scheduler | None = None  # language models: the continuous-batching generation loop
+
+    def start(self) -> None:
+        self.batcher.start()
+        if self.scheduler:
+            self.scheduler.start()
+
+    async def drain_and_stop(self) -> None:
+        """In-flight requests and generations finish first."""
+        if self.scheduler:
+            await self.scheduler.drain_and_stop()
+        await self.batcher.drain_and_stop()
 
     @property
     def name(self) -> str:
@@ -131,7 +145,10 @@ class ModelRepository:
                 raise ModelLoadError(f"{folder / card.preprocess.vocab_file} is not a valid vocabulary: {exc}") from exc
             if len(vocab) != card.preprocess.vocab_size:
                 raise ModelLoadError(f"the vocabulary has {len(vocab)} tokens, the card says {card.preprocess.vocab_size}")
-        return Loaded(card, model, batcher, time.perf_counter() - t0, vocab)
+        stepper = stepper_for(card, vocab, model.run)
+        scheduler = stepper and Scheduler(stepper, model=name, max_active=s.generation_max_active,
+                                          max_waiting=s.generation_max_waiting)
+        return Loaded(card, model, batcher, time.perf_counter() - t0, vocab, scheduler)
 
     async def load(self, name: str) -> list[Entry]:
         """(Re)load the wanted versions of `name` from disk; unload versions no longer wanted."""
@@ -163,13 +180,13 @@ class ModelRepository:
             self._entries[key] = entry = Entry(name, version, UNAVAILABLE, str(exc))
             metrics.MODEL_READY.labels(name, str(version)).set(0)
         else:
-            loaded.batcher.start()
+            loaded.start()
             self._entries[key] = entry = Entry(name, version, READY, loaded=loaded)
             metrics.MODEL_READY.labels(name, str(version)).set(1)
             metrics.MODEL_LOAD_SECONDS.labels(name, str(version)).set(loaded.load_seconds)
             log.info("model %s/%s ready on %s in %.3fs", name, version, loaded.model.provider, loaded.load_seconds)
         if old and old.loaded and old.loaded is not entry.loaded:
-            await old.loaded.batcher.drain_and_stop()  # in-flight requests on the old session finish first
+            await old.loaded.drain_and_stop()  # in-flight requests on the old session finish first
         return entry
 
     async def _drop(self, name: str, version: int, *, keep_as: str | None = None) -> None:
@@ -179,7 +196,7 @@ class ModelRepository:
             return
         self._entries[(name, version)] = Entry(name, version, UNLOADING)
         if entry.loaded:
-            await entry.loaded.batcher.drain_and_stop()
+            await entry.loaded.drain_and_stop()
         if keep_as is None:
             del self._entries[(name, version)]
         else:

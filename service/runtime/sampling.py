@@ -103,6 +103,23 @@ def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng:
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
 
+def _choose_plain(logits: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator]) -> dict[int, int]:
+    """`choose` for the rows (of logits (B, V)) without top-k, top-p or penalty, all at once: the same
+    numbers in the same order as `choose` (reductions run along each row), so the same tokens, at a
+    fraction of the per-row cost that dominates a 32-row step."""
+    plain = [i for i, p in enumerate(params) if p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0]
+    greedy = [i for i in plain if params[i].temperature == 0]
+    tempered = [i for i in plain if params[i].temperature != 0]
+    out = dict(zip(greedy, np.argmax(logits[greedy], axis=-1).tolist())) if greedy else {}
+    if tempered:
+        z = logits[tempered].astype(np.float64) / np.array([[params[i].temperature] for i in tempered])
+        cdf = np.cumsum(np.exp(log_softmax(log_softmax(z))), axis=-1)  # as choose: filtered_logprobs renormalises
+        u = np.array([rngs[i].random() for i in tempered]) * cdf[:, -1]
+        picks = np.minimum((cdf <= u[:, None]).sum(axis=-1), cdf.shape[1] - 1)  # searchsorted(side="right")
+        out.update(zip(tempered, picks.tolist()))
+    return out
+
+
 @dataclass(frozen=True)
 class Choice:
     token: int
@@ -116,9 +133,10 @@ def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.nd
     if not (len(logits) == len(params) == len(histories) == len(rngs)):
         raise ValueError("logits, params, histories and generators need one entry per row")
     model_logp = log_softmax(logits)  # (B, V)
+    fast = _choose_plain(logits, params, rngs)
     out = []
     for i, row in enumerate(logits):
-        token = choose(row, params[i], histories[i], rngs[i])
+        token = fast[i] if i in fast else choose(row, params[i], histories[i], rngs[i])
         top: list[tuple[int, float]] = []
         if params[i].logprobs:
             ids = np.argsort(-model_logp[i], kind="stable")[:params[i].logprobs]

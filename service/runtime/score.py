@@ -16,6 +16,7 @@ import math
 import numpy as np
 
 from service.runtime.errors import BadInput
+from service.runtime.lm_step import bos_padded, primed, zero_state
 from service.runtime.repository import Loaded
 from service.runtime.sampling import log_softmax
 
@@ -24,10 +25,10 @@ MAX_CHARS = 100_000
 
 async def _ngram(loaded: Loaded, text: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
     vocab, n = loaded.vocab, loaded.card.preprocess.context_length
-    bos, eos = vocab.id(vocab.bos), vocab.id(vocab.eos)
+    eos = vocab.id(vocab.eos)
     contexts, targets = [], []
     for seq in vocab.segments(text):
-        full = np.concatenate(([bos] * n, seq, [eos])).astype(np.int64)
+        full = np.append(bos_padded(vocab, n, seq), eos)
         contexts.append(np.lib.stride_tricks.sliding_window_view(full[:-1], n))  # (len + 1, n)
         targets.append(full[n:])
     if not targets:
@@ -47,10 +48,8 @@ async def _recurrent(loaded: Loaded, text: str, timeout_s: float) -> tuple[np.nd
     ids = vocab.stream(text)
     if not len(ids):
         raise BadInput("the text has no tokens to score")
-    tokens = np.concatenate(([vocab.index["\n"]], ids))[None, :-1]  # (1, T): primed with a paragraph start
-    feeds = {"tokens": tokens.astype(np.int64)}
-    for spec in loaded.card.inputs[1:]:  # the state, (layers, 1, hidden) zeros
-        feeds[spec.name] = np.zeros([1 if d == -1 else d for d in spec.shape], np.float32)
+    tokens = primed(vocab, ids)[None, :-1]  # (1, T): primed with a paragraph start
+    feeds = {"tokens": tokens, **zero_state(loaded.card)}  # the state, (layers, 1, hidden) zeros
     out = await loaded.batcher.submit(feeds, timeout_s=timeout_s)
     logp = log_softmax(out["logits"][0])  # (T, V)
     return ids, logp[np.arange(len(ids)), ids]

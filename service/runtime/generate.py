@@ -1,0 +1,136 @@
+"""The generate task: check a request's parameters, turn the prompt into ids, submit it to the model's
+scheduler, and turn sampled ids back into text, holding back text that may begin a stop sequence.
+
+Both HTTP flavours (the generate extension and OpenAI /v1/completions) call `parse` and `Generation`; they
+differ only in field names and the shape of their answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from service.runtime import sampling
+from service.runtime.errors import BadInput
+from service.runtime.repository import Loaded
+from service.runtime.scheduler import Event, Sequence
+from service.settings import Settings
+from service.text import Vocab, word_tokens
+
+DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
+PARAMETERS = ("max_tokens", "stop", "logprobs", *SAMPLING_FIELDS)
+ATTACH_LEFT = frozenset(",.!?;:)]}\u201d\u2019%")  # word tokens written without a space before them
+OPENERS = frozenset("([{\u201c\u2018")  # ... and after these
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    prompt: str
+    sampling: sampling.SamplingParams
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+    logprobs: int | None = None  # None: no per-token log-probabilities; k: each with its k best alternatives
+
+
+def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> GenRequest:
+    """Check every field; a BadInput names the field, what it must be and what came."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadInput(f'"{prompt_field}" must be a non-empty string, got {_show(prompt)}')
+    if len(prompt) > settings.generation_max_prompt_chars:
+        raise BadInput(f'"{prompt_field}" has {len(prompt)} characters; the limit is {settings.generation_max_prompt_chars}')
+    cap = settings.generation_max_tokens
+    max_tokens = params.get("max_tokens")
+    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    if not sampling._is_int(max_tokens) or not 1 <= max_tokens <= cap:
+        raise BadInput(f'"max_tokens" must be an integer from 1 to {cap}, got {_show(max_tokens)}')
+    stop = params.get("stop")
+    stop = () if stop is None else (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
+        raise BadInput(f'"stop" must be a non-empty string or a list of them, got {_show(stop)}')
+    if len(stop) > settings.generation_max_stop:
+        raise BadInput(f'"stop" has {len(stop)} sequences; at most {settings.generation_max_stop} are allowed')
+    logprobs = params.get("logprobs")
+    given = {k: params[k] for k in SAMPLING_FIELDS if params.get(k) is not None}
+    sp = sampling.SamplingParams(**given, logprobs=0 if logprobs is None else logprobs)  # checks the ranges
+    return GenRequest(prompt, sp, int(max_tokens), tuple(stop), None if logprobs is None else int(logprobs))
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def token_text(vocab: Vocab, token: int) -> str:
+    return vocab.eos_text if token == vocab.id(vocab.eos) and vocab.eos_text else vocab.tokens[token]
+
+
+class Detokenizer:
+    """Ids -> text deltas. Char models write each character; word models join words with spaces (none
+    before closing punctuation or after an opening one). With stop sequences, the text that could be the
+    start of one is held back until it is known not to be."""
+
+    def __init__(self, vocab: Vocab, stop: tuple[str, ...], prompt: str):
+        self.vocab, self.stop, self.held = vocab, stop, ""
+        self.prev = None if vocab.kind == "char" or prompt[-1].isspace() else (word_tokens(prompt)[-1:] or [None])[0]
+
+    def _piece(self, token: int) -> str:
+        word = token_text(self.vocab, token)
+        if self.vocab.kind == "char":
+            return word
+        space = self.prev is not None and word not in ATTACH_LEFT and self.prev not in OPENERS
+        self.prev = word
+        return " " + word if space else word
+
+    def push(self, token: int) -> tuple[str, bool]:
+        self.held += self._piece(token)
+        if not self.stop:
+            text, self.held = self.held, ""
+            return text, False
+        hits = [i for i in (self.held.find(s) for s in self.stop) if i >= 0]
+        if hits:
+            text, self.held = self.held[:min(hits)], ""
+            return text, True
+        keep = max((k for s in self.stop for k in range(1, len(s)) if self.held.endswith(s[:k])), default=0)
+        text, self.held = self.held[:len(self.held) - keep], self.held[len(self.held) - keep:]
+        return text, False
+
+    def flush(self) -> str:
+        text, self.held = self.held, ""
+        return text
+
+
+def token_logprobs(vocab: Vocab, choice: sampling.Choice) -> dict:
+    return {"token": token_text(vocab, choice.token), "id": choice.token, "logprob": choice.logprob,
+            "top_logprobs": [{"token": token_text(vocab, t), "id": t, "logprob": lp} for t, lp in choice.top]}
+
+
+class Generation:
+    """One request submitted to its model's scheduler (which may refuse it: Overloaded, 503)."""
+
+    def __init__(self, loaded: Loaded, req: GenRequest):
+        card, sched = loaded.card, loaded.scheduler
+        if sched is None:
+            raise BadInput(f"model {card.name!r} is a {card.task} model; generation serves char and word language "
+                           f"models")
+        self.loaded, self.req, self.vocab = loaded, req, loaded.vocab
+        ids, self.prompt_tokens = sched.stepper.encode(req.prompt)
+        rng, self.seed = sampling.generator(req.sampling.seed)
+        self.scheduler = sched
+        self.seq = sched.submit(Sequence(ids, req.sampling, rng, max_tokens=req.max_tokens,
+                                         pipeline=Detokenizer(loaded.vocab, req.stop, req.prompt)))
+
+    def batches(self) -> AsyncIterator[list[Event]]:
+        return self.scheduler.batches(self.seq)
+
+    async def collect(self) -> tuple[str, str, list[sampling.Choice]]:
+        """The whole answer: text, finish reason, and each token's choice."""
+        events = [e async for batch in self.batches() for e in batch]
+        return "".join(e.text for e in events), events[-1].finish, [e.choice for e in events if e.choice]
+
+    def details(self, finish: str, choices: list[sampling.Choice]) -> dict:
+        doc = {"finish_reason": finish, "generated_tokens": len(choices), "prompt_tokens": self.prompt_tokens,
+               "seed": self.seed}
+        if self.req.logprobs is not None:
+            doc["logprobs"] = [token_logprobs(self.vocab, c) for c in choices]
+        return doc

@@ -1,0 +1,226 @@
+"""Continuous batching for one language model: every active sequence advances one token per step.
+
+One worker thread per model (onnxruntime and numpy never run on the event loop) loops:
+
+1. admit queued sequences while fewer than `max_active` are active: each prefills its prompt alone, at batch
+   1 (`stepper.start`), so its state never depends on other requests;
+2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
+3. one step for all active sequences: gather their states, run the graph once on (B, ...), sample every row
+   with that row's own parameters and seeded generator (`sampling.step`), and scatter the states back;
+4. hand the step's tokens to the event loop in one `call_soon_threadsafe`; finished sequences leave at once.
+
+Bounds: `max_active` sequences step together; up to `max_waiting` more queue for a slot; beyond that,
+`submit` raises Overloaded (503 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import AsyncIterator, Protocol
+
+import numpy as np
+
+from service import metrics
+from service.runtime import sampling
+from service.runtime.errors import ModelNotReady, Overloaded, ServiceError
+from service.runtime.lm_step import RecurrentStep, NgramStep
+
+log = logging.getLogger(__name__)
+NO_HISTORY = np.array([], np.int64)
+
+
+class GenerationFailed(ServiceError):
+    """The model's step raised; every sequence in that step ends with this error."""
+
+
+class TextPipeline(Protocol):
+    def push(self, token: int) -> tuple[str, bool]: ...  # -> (text to emit now, a stop sequence was hit)
+
+    def flush(self) -> str: ...  # text held back (a possible stop-sequence prefix) that is safe at the end
+
+
+@dataclass
+class Event:
+    """One token for a sequence's consumer, or the error that ended it."""
+
+    choice: sampling.Choice | None
+    text: str
+    finish: str | None = None  # "stop" (end token or stop sequence), "length" (max_tokens), or "error"
+    error: ServiceError | None = None
+
+
+class Sequence:
+    def __init__(self, ids: np.ndarray, params: sampling.SamplingParams, rng: np.random.Generator, *,
+                 max_tokens: int, pipeline: TextPipeline):
+        self.ids, self.params, self.rng, self.max_tokens, self.pipeline = ids, params, rng, max_tokens, pipeline
+        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        self.cancelled = self.done = False
+        self.generated = 0
+        self.state, self.pending = None, -1
+        # Only a repetition penalty reads the history: prompt and generated ids.
+        self.history: list[int] | None = ids.tolist() if params.repetition_penalty != 1.0 else None
+        self.t_queued = time.perf_counter()
+        self.t_first = 0.0
+
+
+class Scheduler:
+    def __init__(self, stepper: RecurrentStep | NgramStep, *, model: str, max_active: int, max_waiting: int):
+        self.stepper, self.model = stepper, model
+        self.max_active, self.max_waiting = max_active, max_waiting
+        self._inbox: deque[Sequence] = deque()  # appended on the loop, taken by the worker (deque ops are atomic)
+        self._active: list[Sequence] = []  # the worker's alone
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.steps = 0
+        # Children made now, so every loaded language model's series exist in a scrape from the start.
+        self._m_active, self._m_waiting = metrics.GEN_ACTIVE.labels(model), metrics.GEN_WAITING.labels(model)
+        self._m_ttft = metrics.TIME_TO_FIRST_TOKEN.labels(model)
+        self._m_tpot = metrics.TIME_PER_OUTPUT_TOKEN.labels(model)
+        self._m_tokens, self._m_batch = metrics.GENERATED_TOKENS.labels(model), metrics.GEN_STEP_BATCH.labels(model)
+
+    # -- lifecycle (event loop) ------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._work, name=f"gen-{self.model}", daemon=True)
+            self._thread.start()
+
+    async def drain_and_stop(self) -> None:
+        """Refuse new sequences, let the queued and active ones finish, then end the worker."""
+        self._closing = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+        self._m_active.set(0)
+        self._m_waiting.set(0)
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._inbox)
+
+    # -- requests (event loop) -------------------------------------------------------------------
+    def submit(self, seq: Sequence) -> Sequence:
+        if self._closing or self._thread is None:
+            raise ModelNotReady(f"model {self.model!r} is not accepting generation requests (unloading)")
+        if len(self._inbox) + len(self._active) >= self.max_active + self.max_waiting:
+            raise Overloaded(f"model {self.model!r} has {self.max_active} sequences generating and "
+                             f"{self.max_waiting} waiting; retry later")
+        self._inbox.append(seq)
+        self._m_waiting.set(len(self._inbox))
+        self._wake.set()
+        return seq
+
+    def cancel(self, seq: Sequence) -> None:
+        """The client went away: the worker drops the sequence before its next step."""
+        seq.cancelled = True
+        self._wake.set()
+
+    async def batches(self, seq: Sequence) -> AsyncIterator[list[Event]]:
+        """The sequence's events, in lists of those ready together; closing the iterator early cancels it."""
+        try:
+            while not seq.done:
+                ready = [await seq.events.get()]
+                while not seq.events.empty():
+                    ready.append(seq.events.get_nowait())
+                last = ready[-1]
+                seq.done = last.finish is not None
+                if last.error is not None:
+                    raise last.error
+                yield ready
+        finally:
+            if not seq.done:
+                self.cancel(seq)
+
+    # -- the worker thread -----------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            self._admit()
+            if self._active:
+                self._step()
+            elif self._closing and not self._inbox:
+                return
+            else:
+                self._wake.wait(0.5)
+                self._wake.clear()
+
+    def _admit(self) -> None:
+        while self._inbox and len(self._active) < self.max_active:
+            seq = self._inbox.popleft()
+            if seq.cancelled:
+                continue
+            try:
+                seq.state, seq.pending = self.stepper.start(seq.ids)
+            except Exception as exc:  # onnxruntime's own types; this sequence alone fails
+                log.exception("%s: prefill failed", self.model)
+                self._deliver([(seq, Event(None, "", "error", GenerationFailed(f"prefill failed: {exc}")))])
+                continue
+            self._active.append(seq)
+        self._m_waiting.set(len(self._inbox))
+
+    def _step(self) -> None:
+        act = self._active = [s for s in self._active if not s.cancelled]
+        self._m_active.set(len(act))
+        if not act:
+            return
+        try:
+            logits, states = self.stepper.step([s.state for s in act], np.array([s.pending for s in act]))
+            histories = [NO_HISTORY if s.history is None else np.array(s.history, np.int64) for s in act]
+            choices = sampling.step(logits, [s.params for s in act], histories, [s.rng for s in act])
+        except Exception as exc:
+            log.exception("%s: generation step failed", self.model)
+            error = GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}")
+            self._deliver([(s, Event(None, "", "error", error)) for s in act])
+            self._active = []
+            return
+        self.steps += 1
+        self._m_batch.observe(len(act))
+        self._m_tokens.inc(len(act))
+        now, out, keep = time.perf_counter(), [], []
+        for seq, state, choice in zip(act, states, choices):
+            seq.state, seq.pending = state, choice.token
+            seq.generated += 1
+            if seq.history is not None:
+                seq.history.append(choice.token)
+            if seq.generated == 1:
+                seq.t_first = now
+                self._m_ttft.observe(now - seq.t_queued)
+            finish, text = self._finish(seq, choice.token)
+            out.append((seq, Event(choice, text, finish)))
+            if finish is None:
+                keep.append(seq)
+            elif seq.generated > 1:
+                self._m_tpot.observe((now - seq.t_first) / (seq.generated - 1))
+        self._active = keep
+        self._m_active.set(len(keep))
+        self._deliver(out)
+
+    def _finish(self, seq: Sequence, token: int) -> tuple[str | None, str]:
+        """Why the sequence ends after `token` (or None), and the text it adds."""
+        if token == self.stepper.eos:  # the model's own end: no text
+            return "stop", seq.pipeline.flush()
+        text, stopped = seq.pipeline.push(token)
+        if stopped:
+            return "stop", text
+        if seq.generated >= seq.max_tokens:
+            return "length", text + seq.pipeline.flush()
+        return None, text
+
+    def _deliver(self, events: list[tuple[Sequence, Event]]) -> None:
+        def put():
+            for seq, event in events:
+                seq.events.put_nowait(event)
+        try:
+            self._loop.call_soon_threadsafe(put)
+        except RuntimeError:  # the event loop has closed (shutdown): nobody is listening
+            pass

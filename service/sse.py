@@ -1,0 +1,36 @@
+"""Server-sent events: the one encoder both streaming endpoints use (`data: <json>` lines, blank-line ended).
+
+Each item of the source is a list of events ready together (several tokens when the client reads slower
+than the model steps); they go out in one write, so a busy server sends fewer, larger chunks.
+"""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+import orjson
+from starlette.responses import StreamingResponse
+
+from service.runtime.errors import ServiceError
+
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of the stream
+
+
+def encode(event: dict | str) -> bytes:
+    """One event; a str goes as it is (OpenAI's closing `[DONE]`)."""
+    data = event.encode() if isinstance(event, str) else orjson.dumps(event, option=orjson.OPT_SERIALIZE_NUMPY)
+    return b"data: " + data + b"\n\n"
+
+
+def response(source: AsyncIterator[list[dict | str]]) -> StreamingResponse:
+    """Stream `source`. An error after the stream has started can only be told in-band: `{"error": ...}`.
+    When the client disconnects, Starlette cancels this generator, whose source then cancels its sequence."""
+
+    async def body():
+        try:
+            async for events in source:
+                yield b"".join(encode(e) for e in events)
+        except ServiceError as exc:
+            yield encode({"error": str(exc)})
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS)
