@@ -1,0 +1,155 @@
+"""The continuous-batching scheduler with a fake stepper (joins, leaves, bounds, drain), and the real
+stepping graphs' row independence (a row's logits at B=1 equal its logits in a batch of 32)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.card import load_card
+from service.runtime.errors import ModelNotReady, Overloaded
+from service.runtime.lm_step import stepper_for
+from service.runtime.onnx_model import OnnxModel, session_options
+from service.runtime.sampling import SamplingParams
+from service.runtime.scheduler import Scheduler, Sequence
+from service.text import Vocab
+from tests.service.conftest import run
+
+ROOT = Path(__file__).resolve().parents[2]
+V = 7
+
+
+class CountingStep:
+    """Token t is always followed by (t + 1) % V; records the batch size of every step. `gate`, when set
+    up, makes each step wait for permission, so a test controls exactly when steps happen."""
+
+    eos = None
+
+    def __init__(self):
+        self.sizes: list[int] = []
+        self.entered = 0  # steps begun (the batch gathered), including one waiting at the gate
+        self.gate: threading.Semaphore | None = None
+
+    def start(self, ids):
+        return None, int(ids[-1])
+
+    def step(self, states, pending):
+        self.entered += 1
+        if self.gate is not None:
+            assert self.gate.acquire(timeout=10)
+        self.sizes.append(len(states))
+        logits = np.full((len(states), V), -10.0, np.float32)
+        logits[np.arange(len(states)), (pending + 1) % V] = 10.0
+        return logits, states
+
+
+class Collect:
+    """The text pipeline: token ids as digits; never a stop sequence."""
+
+    def push(self, token):
+        return str(token), False
+
+    def flush(self):
+        return ""
+
+
+def seq(first: int, max_tokens: int) -> Sequence:
+    return Sequence(np.array([first], np.int64), SamplingParams(temperature=0), np.random.default_rng(0),
+                    max_tokens=max_tokens, pipeline=Collect())
+
+
+async def text_of(sched: Scheduler, s: Sequence) -> tuple[str, str]:
+    events = [e async for batch in sched.batches(s) for e in batch]
+    return "".join(e.text for e in events), events[-1].finish
+
+
+def test_sequences_join_and_leave_and_each_gets_its_own_tokens():
+    async def body():
+        step = CountingStep()
+        sched = Scheduler(step, model="fake", max_active=8, max_waiting=8)
+        sched.start()
+        a, b = sched.submit(seq(0, 3)), sched.submit(seq(4, 6))
+        got = await asyncio.gather(text_of(sched, a), text_of(sched, b))
+        late = sched.submit(seq(2, 2))  # joins an idle scheduler: steps by itself
+        got.append(await text_of(sched, late))
+        await sched.drain_and_stop()
+        return got, step.sizes, sched
+
+    got, sizes, sched = run(body)
+    assert got == [("123", "length"), ("560123", "length"), ("34", "length")]
+    # a and b step together for 3 steps, then a has left at once: b's last 3 steps are alone.
+    assert sizes == [2, 2, 2, 1, 1, 1, 1, 1]
+    with pytest.raises(ModelNotReady):
+        sched.submit(seq(0, 1))
+
+
+def test_bounds_queue_then_refuse_with_overloaded():
+    async def body():
+        step = CountingStep()
+        step.gate = threading.Semaphore(0)
+        sched = Scheduler(step, model="fake-bounds", max_active=2, max_waiting=1)
+        sched.start()
+        seqs = [sched.submit(seq(i, 2)) for i in range(3)]  # 2 active + 1 waiting
+        with pytest.raises(Overloaded):
+            sched.submit(seq(5, 2))
+        for _ in range(2):  # the first two finish in two steps; only then does the third get a slot
+            step.gate.release()
+        texts = [await text_of(sched, s) for s in seqs[:2]]
+        for _ in range(2):
+            step.gate.release()
+        texts.append(await text_of(sched, seqs[2]))
+        await sched.drain_and_stop()
+        return texts, step.sizes
+
+    texts, sizes = run(body)
+    assert texts == [("12", "length"), ("23", "length"), ("34", "length")]
+    assert sizes == [2, 2, 1, 1]
+
+
+def test_cancel_frees_the_slot_before_the_next_step():
+    async def body():
+        step = CountingStep()
+        step.gate = threading.Semaphore(0)
+        sched = Scheduler(step, model="fake-cancel", max_active=4, max_waiting=4)
+        sched.start()
+        keep, drop = sched.submit(seq(0, 6)), sched.submit(seq(3, 6))
+        stream = sched.batches(drop)
+        step.gate.release()
+        first = await stream.__anext__()  # one token, then the client goes away ...
+        while step.entered < 2:  # ... while the second step, which holds both rows, is already running
+            await asyncio.sleep(0.001)
+        await stream.aclose()
+        assert drop.cancelled
+        for _ in range(5):
+            step.gate.release()
+        text, _ = await text_of(sched, keep)
+        await sched.drain_and_stop()
+        return first, text, step.sizes, sched.active
+
+    first, text, sizes, active = run(body)
+    assert [e.text for e in first] == ["4"] and text == "123456"
+    # The step under way when the client left still carries its row; the next one no longer does.
+    assert sizes == [2, 2, 1, 1, 1, 1] and active == 0
+
+
+@pytest.mark.parametrize("model", ["island-lstm", "island-gru", "island-ngram-word3"])
+def test_a_rows_logits_do_not_depend_on_the_batch(model):
+    """The property that makes generation deterministic whatever shares the step: row i of a 32-row step
+    equals the same sequence stepped alone."""
+    folder = ROOT / "models" / model / "1"
+    card = load_card(folder)
+    onnx_model = OnnxModel(folder / "model.onnx", card, providers=["CPUExecutionProvider"],
+                           options=session_options(1, 1))
+    stepper = stepper_for(card, Vocab.load(folder / "vocab.json"), onnx_model.run)
+    prompts = [f"The engineer {i} said to Pencroft" + " and" * (i % 5) for i in range(32)]
+    starts = [stepper.start(stepper.encode(p)[0]) for p in prompts]
+    states, pending = [s for s, _ in starts], np.array([t for _, t in starts])
+    together, _ = stepper.step(states, pending)
+    alone = np.concatenate([stepper.step([s], pending[i:i + 1])[0] for i, s in enumerate(states)])
+    assert together.shape == (32, len(stepper.vocab))
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
+    assert (together.argmax(1) == alone.argmax(1)).all()
