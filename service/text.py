@@ -124,3 +124,56 @@ class Vocab:
     @classmethod
     def load(cls, path: Path) -> "Vocab":
         return cls.from_json(Path(path).read_bytes())
+
+
+# -- subword tokenizers (WordPiece, BPE) for the text classifiers ------------------------------------------
+
+INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"  # the graph inputs a subword classifier's card names
+
+
+class SubwordTokenizer:
+    """A Hugging Face `tokenizers` file (tokenizer.json) used exactly as training encoded with it:
+    normaliser, pre-tokenizer, WordPiece/BPE model and the `[CLS] $A [SEP]` template all come from the file,
+    and texts are truncated to the card's `max_length` (special tokens included, longest-first from the
+    right, as `training/text_tokenizer.py` sets it). Rows come back unpadded: the batcher pads each formed
+    batch to its longest row, with `pad_values`."""
+
+    def __init__(self, blob: bytes, *, max_length: int | None, special_tokens: dict[str, str], vocab_size: int):
+        from tokenizers import Tokenizer  # imported here: the char and word models never need it
+
+        try:
+            tok = Tokenizer.from_str(blob.decode("utf-8"))
+        except Exception as exc:  # tokenizers raises its own Exception type for a malformed file
+            raise ValueError(f"not a tokenizers file: {exc}") from None
+        if tok.get_vocab_size() != vocab_size:
+            raise ValueError(f"it has {tok.get_vocab_size()} tokens, the card says vocab_size {vocab_size}")
+        trunc = tok.truncation
+        if trunc is not None and max_length is not None and trunc["max_length"] != max_length:
+            raise ValueError(f"it truncates to {trunc['max_length']} tokens, the card says max_length {max_length}")
+        tok.no_padding()
+        if max_length is not None:
+            tok.enable_truncation(max_length)
+        self.tok, self.max_length = tok, max_length
+        self.pad_id = self._id(special_tokens, "pad")
+        probe = tok.encode("a").ids
+        for role, pos in (("cls", 0), ("sep", -1)):  # the card promises [CLS] ... [SEP]: check the file does it
+            if role in special_tokens and probe[pos] != self._id(special_tokens, role):
+                raise ValueError(f"it does not put {special_tokens[role]} at position {pos} of every text, as the "
+                                 f"card's special tokens say")
+        self.specials = tok.num_special_tokens_to_add(False)  # tokens the template adds to every text
+
+    def _id(self, special_tokens: dict[str, str], role: str) -> int:
+        token = special_tokens.get(role)
+        i = None if token is None else self.tok.token_to_id(token)
+        if i is None:
+            raise ValueError(f"special token {role} ({token!r}) is not in its vocabulary")
+        return i
+
+    @property
+    def pad_values(self) -> dict[str, int]:
+        """What the batcher fills shorter rows with: padding ids, and 0 = "not a token" in the mask."""
+        return {INPUT_IDS: self.pad_id, ATTENTION_MASK: 0}
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        """Each text -> its ids (T_i,) int64, specials included, T_i <= max_length; no padding."""
+        return [np.asarray(e.ids, dtype=np.int64) for e in self.tok.encode_batch(texts)]

@@ -8,7 +8,16 @@ instead of running.
 
 Latency policy: while the model is busy, new requests pile up in the queue and form the next batch by
 themselves. Waiting for company only pays when traffic is steady, so a request that finds the queue
-empty after a batch of one runs at once: a lone client on an idle server pays no batching delay.
+empty after a batch of one runs at once: a lone client on an idle server pays no batching delay. While
+it gathers, the worker sleeps until enough rows are queued to fill the batch or its deadline passes (one
+timer, not one wake-up per arriving request).
+
+Variable-length inputs (text: `input_ids`, `attention_mask` of shape (rows, T)): with `pad` set, rows of
+any length T share a batch, padded on axis 1 to the longest request in that batch (not to the model's
+maximum), with each input's pad value. When more rows wait than one batch holds, the batch takes the
+requests whose lengths are nearest the oldest one's (length bucketing: both this batch and the next pad
+less); when everything fits, one call beats two. `zooserve_tokens_total` and
+`zooserve_padding_tokens_total` count what the model was sent.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from service import metrics
-from service.runtime.errors import DeadlineExceeded, ModelNotReady, Overloaded, ServiceError
+from service.runtime.errors import BadInput, DeadlineExceeded, ModelNotReady, Overloaded, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +50,38 @@ class _Pending:
     inputs: Tensors  # every array has the same leading (row) dimension
     rows: int
     signature: tuple  # (name, dtype, trailing shape) per input: only equal signatures share a batch
+    length: int  # T of the padded inputs (rows, T, ...); 0 without padding
     deadline: float
     enqueued: float
     future: asyncio.Future = field(repr=False)
 
 
-def _signature(inputs: Tensors) -> tuple:
-    return tuple((k, v.dtype.str, v.shape[1:]) for k, v in sorted(inputs.items()))
-
-
 class DynamicBatcher:
     def __init__(self, run: RunFn, *, model: str, max_batch_size: int, max_delay_ms: float, max_queue: int,
-                 enabled: bool = True):
+                 enabled: bool = True, pad: dict[str, int] | None = None):
+        """`pad`: input name -> fill value, for inputs (rows, T, ...) whose axis 1 may differ between requests."""
         self.run_fn, self.model, self.enabled = run, model, enabled
         self.max_batch_size = max_batch_size if enabled else 1
         self.max_delay_s = max_delay_ms / 1000 if enabled else 0.0
         self.max_queue = max_queue
+        self.pad = dict(pad or {}) if enabled else {}
         self._queue: deque[_Pending] = deque()
+        self._queued_rows = 0
+        self._want = 1  # the worker sleeps until this many rows are queued (or its gathering deadline)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{model}")
         self._task: asyncio.Task | None = None
         self._last_batch_requests = 0
         self._running = False
         self._closed = False
+        # Labelled children looked up once: a labels() call per request is a lock and a dict lookup.
+        self._m_depth = metrics.QUEUE_DEPTH.labels(model)
+        self._m_wait = metrics.QUEUE_WAIT.labels(model)
+        self._m_batch = metrics.BATCH_SIZE.labels(model)
+        self._m_seconds = metrics.INFERENCE_SECONDS.labels(model)
+        if self.pad:
+            self._m_tokens = metrics.TOKENS.labels(model)
+            self._m_padding = metrics.PADDING_TOKENS.labels(model)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -95,53 +113,103 @@ class DynamicBatcher:
     # -- clients ---------------------------------------------------------------------------------
     async def submit(self, inputs: Tensors, *, timeout_s: float) -> Tensors:
         """Queue one request (arrays of `rows` rows each) and wait for its slice of the batch output."""
+        self._admit(1)
+        now = time.monotonic()
+        item = self._pending(inputs, now, timeout_s)
+        self._push((item,))
+        return await item.future
+
+    async def submit_many(self, requests: list[Tensors], *, timeout_s: float) -> list[Tensors]:
+        """Queue several requests at once (all or none, against the queue limit); each may join a different
+        batch, so texts of one call are bucketed by length like anyone else's. Results in the same order."""
+        self._admit(len(requests))
+        now = time.monotonic()
+        items = [self._pending(x, now, timeout_s) for x in requests]
+        self._push(items)
+        results = await asyncio.gather(*(p.future for p in items), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return results
+
+    def _admit(self, n: int) -> None:
         if self._closed:
             raise ModelNotReady(f"this version of {self.model!r} is being unloaded or replaced; retry")
-        if len(self._queue) >= self.max_queue:
+        if len(self._queue) + n > self.max_queue:
             raise Overloaded(f"model {self.model!r} has {len(self._queue)} requests queued; retry shortly")
+
+    def _pending(self, inputs: Tensors, now: float, timeout_s: float) -> _Pending:
         # Without batching a request is one opaque item: its tensors need not share a first axis (a
         # recurrent model's state is (layers, B, H)).
         rows = {len(v) for v in inputs.values()} if self.enabled else {1}
         if len(rows) != 1:
-            raise ValueError(f"inputs disagree on the batch dimension: {sorted(rows)}")
-        now = time.monotonic()
-        item = _Pending(inputs, rows.pop(), _signature(inputs), now + timeout_s, now,
+            raise BadInput(f"inputs disagree on the batch dimension: {sorted(rows)}")
+        length, signature = 0, []
+        for k in sorted(inputs):
+            v = inputs[k]
+            if k in self.pad and v.ndim >= 2:
+                signature.append((k, v.dtype.str, v.shape[2:]))
+                if length and v.shape[1] != length:
+                    raise BadInput(f"inputs {sorted(self.pad)} disagree on their length (axis 1): "
+                                   f"{ {n: list(inputs[n].shape) for n in sorted(self.pad) if n in inputs} }")
+                length = v.shape[1]
+            else:
+                signature.append((k, v.dtype.str, v.shape[1:]))
+        return _Pending(inputs, rows.pop(), tuple(signature), length, now + timeout_s, now,
                         asyncio.get_running_loop().create_future())
-        self._queue.append(item)
-        metrics.QUEUE_DEPTH.labels(self.model).set(len(self._queue))
-        self._wakeup.set()
-        return await item.future
+
+    def _push(self, items) -> None:
+        self._queue.extend(items)
+        self._queued_rows += sum(p.rows for p in items)
+        self._m_depth.set(len(self._queue))
+        if self._queued_rows >= self._want:
+            self._wakeup.set()
 
     # -- worker ----------------------------------------------------------------------------------
     def _take_batch(self) -> list[_Pending]:
-        """Pop the oldest request and every queued one with its signature that still fits."""
+        """Pop the oldest request and the queued ones with its signature that still fit: in arrival order,
+        or, for padded inputs when more wait than fit, nearest the oldest one's length first."""
         first = self._queue.popleft()
-        batch, rows, keep = [first], first.rows, deque()
-        while self._queue and rows < self.max_batch_size:
-            item = self._queue.popleft()
-            if item.signature == first.signature and rows + item.rows <= self.max_batch_size:
-                batch.append(item)
-                rows += item.rows
-            else:
-                keep.append(item)
-        self._queue.extendleft(reversed(keep))
+        batch, rows = [first], first.rows
+        candidates = [p for p in self._queue if p.signature == first.signature]
+        if self.pad and rows + sum(p.rows for p in candidates) > self.max_batch_size:
+            candidates.sort(key=lambda p: abs(p.length - first.length))  # stable: arrival order among equals
+        for p in candidates:
+            if rows >= self.max_batch_size:
+                break
+            if rows + p.rows <= self.max_batch_size:
+                batch.append(p)
+                rows += p.rows
+        if len(batch) > 1:
+            taken = {id(p) for p in batch}
+            self._queue = deque(p for p in self._queue if id(p) not in taken)
+        self._queued_rows -= rows
         return batch
 
     async def _gather(self) -> list[_Pending]:
         batch = self._take_batch()
+        rows = sum(p.rows for p in batch)
         steady = self._last_batch_requests > 1 or bool(self._queue)
         deadline = batch[0].enqueued + self.max_delay_s
-        while steady and sum(p.rows for p in batch) < self.max_batch_size:
+        loop = asyncio.get_running_loop()
+        while steady and rows < self.max_batch_size:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            # Everything queued now is of another shape or does not fit: wake when enough new rows have
+            # come to fill the batch, or at the deadline.
+            self._want = self._queued_rows + self.max_batch_size - rows
             self._wakeup.clear()
+            timer = loop.call_later(remaining, self._wakeup.set)
             try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
-            self._queue.extendleft(reversed(batch))
+                await self._wakeup.wait()
+            finally:
+                timer.cancel()
+                self._want = 1
+            self._queue.extendleft(reversed(batch))  # back in front, oldest first, and take again
+            self._queued_rows += rows
             batch = self._take_batch()
+            rows = sum(p.rows for p in batch)
         return batch
 
     async def _loop(self) -> None:
@@ -156,7 +224,7 @@ class DynamicBatcher:
             self._running = True
             try:
                 batch = await self._gather()
-                metrics.QUEUE_DEPTH.labels(self.model).set(len(self._queue))
+                self._m_depth.set(len(self._queue))
                 self._last_batch_requests = len(batch)
                 live = self._expire(batch, time.monotonic())
                 if live:
@@ -174,17 +242,38 @@ class DynamicBatcher:
                 p.future.set_exception(DeadlineExceeded(
                     f"request waited {now - p.enqueued:.3f}s in the queue of {self.model!r}, past its deadline"))
                 continue
-            metrics.QUEUE_WAIT.labels(self.model).observe(now - p.enqueued)
+            self._m_wait.observe(now - p.enqueued)
             live.append(p)
         return live
+
+    def _feeds(self, batch: list[_Pending], total: int) -> Tensors:
+        """One array per input: the requests' rows stacked, padded inputs filled out to the longest."""
+        if len(batch) == 1 and not self.pad:
+            return batch[0].inputs
+        longest = max(p.length for p in batch)
+        feeds = {}
+        for k, first in batch[0].inputs.items():
+            if k in self.pad and first.ndim >= 2:
+                out = np.full((total, longest, *first.shape[2:]), self.pad[k], dtype=first.dtype)  # (rows, T, ...)
+                lo = 0
+                for p in batch:
+                    x = p.inputs[k]
+                    out[lo:lo + len(x), :x.shape[1]] = x
+                    lo += len(x)
+                feeds[k] = out
+            else:
+                feeds[k] = np.concatenate([p.inputs[k] for p in batch]) if len(batch) > 1 else first
+        if self.pad:
+            tokens = sum(p.rows * p.length for p in batch)
+            self._m_tokens.inc(tokens)
+            self._m_padding.inc(total * longest - tokens)
+        return feeds
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         counts = [p.rows for p in batch]
         total = sum(counts)
-        names = batch[0].inputs.keys()
-        feeds = {k: np.concatenate([p.inputs[k] for p in batch]) if len(batch) > 1 else batch[0].inputs[k]
-                 for k in names}
-        metrics.BATCH_SIZE.labels(self.model).observe(total)
+        feeds = self._feeds(batch, total)
+        self._m_batch.observe(total)
         t0 = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executor, self.run_fn, feeds)
@@ -202,8 +291,13 @@ class DynamicBatcher:
                     p.future.set_exception(exc)
             return
         finally:
-            metrics.INFERENCE_SECONDS.labels(self.model).observe(time.perf_counter() - t0)
-        offsets = np.cumsum([0, *counts])
-        for p, lo, hi in zip(batch, offsets[:-1], offsets[1:]):
+            self._m_seconds.observe(time.perf_counter() - t0)
+        if len(batch) == 1:
+            if not batch[0].future.done():
+                batch[0].future.set_result(outputs)
+            return
+        lo = 0
+        for p in batch:
             if not p.future.done():
-                p.future.set_result({k: v[lo:hi] for k, v in outputs.items()})
+                p.future.set_result({k: v[lo:lo + p.rows] for k, v in outputs.items()})
+            lo += p.rows

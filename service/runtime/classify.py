@@ -1,4 +1,4 @@
-"""The classify task for people: decode images, preprocess them as the card says, return top-k labels."""
+"""The classify task for people: decode images, or tokenise texts, as the card says; return top-k labels."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from service.card import ImagePreprocess
 from service.runtime.errors import BadInput
 from service.runtime.infer import infer
 from service.runtime.repository import Loaded
+from service.text import ATTENTION_MASK, INPUT_IDS
 
 MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
+MAX_TEXT_CHARS = 100_000  # truncation keeps max_length tokens anyway; this bounds the tokenizer's work
 
 
 def decode_image(blob: bytes, where: str) -> Image.Image:
@@ -79,6 +81,11 @@ def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[dict]]:
             for row, idx in zip(probs, order)]
 
 
+def _check_k(loaded: Loaded, k: int) -> None:
+    if not 1 <= k <= len(loaded.card.labels):
+        raise BadInput(f"top_k must be between 1 and {len(loaded.card.labels)}, got {k}")
+
+
 async def classify_images(loaded: Loaded, images: list[np.ndarray], *, k: int, timeout_s: float) -> list[list[dict]]:
     """Preprocessed images (C, H, W) -> per image, the k most likely labels with probabilities."""
     card = loaded.card
@@ -86,8 +93,48 @@ async def classify_images(loaded: Loaded, images: list[np.ndarray], *, k: int, t
         raise BadInput(f"model {card.name!r} is a {card.task} model, not an image classifier")
     if not images:
         raise BadInput("no images given")
-    if not 1 <= k <= len(card.labels):
-        raise BadInput(f"top_k must be between 1 and {len(card.labels)}, got {k}")
+    _check_k(loaded, k)
     batch = np.stack(images)  # (N, C, H, W)
     out = await infer(loaded, {card.inputs[0].name: batch}, timeout_s=timeout_s)
     return top_k(softmax(out[card.outputs[0].name]), card.labels, k)
+
+
+def check_texts(texts, field: str, limit: int) -> list[str]:
+    """A non-empty list of at most `limit` non-empty strings, or BadInput naming `field` (and the item)."""
+    if not isinstance(texts, list):
+        raise BadInput(f'"{field}" must be a list of strings, got {type(texts).__name__}')
+    if not texts:
+        raise BadInput(f'"{field}" is empty: give at least one text')
+    if len(texts) > limit:
+        raise BadInput(f'"{field}": at most {limit} texts per request (this model\'s max_batch_size), got {len(texts)}')
+    for i, t in enumerate(texts):
+        where = f"{field}[{i}]" if field == "texts" else field
+        if not isinstance(t, str):
+            raise BadInput(f"{where} must be a string, got {type(t).__name__}")
+        if not t.strip():
+            raise BadInput(f"{where} is empty: give some text to classify")
+        if len(t) > MAX_TEXT_CHARS:
+            raise BadInput(f"{where} has {len(t)} characters, more than the {MAX_TEXT_CHARS} accepted")
+    return texts
+
+
+async def classify_texts(loaded: Loaded, texts: list[str], *, k: int, timeout_s: float,
+                         field: str = "texts") -> list[list[dict]]:
+    """Checked texts -> per text, the k most likely labels with probabilities.
+
+    Each text is tokenised alone (ids (T_i,), [CLS] ... [SEP], truncated to max_length) and queued as its own
+    request, so the batcher pads it only to the longest text of the batch it joins, and buckets by length."""
+    card, tok = loaded.card, loaded.tokenizer
+    if card.task != "text-classification" or tok is None:
+        raise BadInput(f"model {card.name!r} is a {card.task} model, not a subword text classifier")
+    _check_k(loaded, k)
+    ids = tok.encode(texts)
+    for i, row in enumerate(ids):
+        if len(row) <= tok.specials:  # only [CLS] [SEP]: the normaliser removed everything (control characters)
+            where = f"{field}[{i}]" if field == "texts" else field
+            raise BadInput(f"{where} has no tokens once normalised: give some text to classify")
+    # Per text: input_ids (1, T_i) and an all-ones attention_mask (1, T_i); the batcher pads both.
+    requests = [{INPUT_IDS: row[None], ATTENTION_MASK: np.ones((1, len(row)), dtype=np.int64)} for row in ids]
+    outs = await loaded.batcher.submit_many(requests, timeout_s=timeout_s)
+    logits = np.concatenate([o[card.outputs[0].name] for o in outs])  # (N, C)
+    return top_k(softmax(logits), card.labels, k)

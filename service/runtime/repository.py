@@ -24,7 +24,7 @@ from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
 from service.runtime.scheduler import Scheduler
 from service.settings import Settings
-from service.text import Vocab
+from service.text import ATTENTION_MASK, INPUT_IDS, SubwordTokenizer, Vocab
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class Loaded:
     load_seconds: float
     vocab: Vocab | None = None  # char and word language models: their vocab.json
     scheduler: Scheduler | None = None  # language models: the continuous-batching generation loop
+    tokenizer: SubwordTokenizer | None = None  # wordpiece/bpe text classifiers: their tokenizer.json
 
     def start(self) -> None:
         self.batcher.start()
@@ -84,6 +85,24 @@ def verified_bytes(folder: Path, art: Artifact) -> bytes:
         raise ModelLoadError(f"{path} does not match its card: sha256 {digest[:16]}... and {len(blob)} bytes, the "
                              f"card says {art.sha256[:16]}... and {art.bytes} bytes")
     return blob
+
+
+def subword_tokenizer(folder: Path, card: ModelCard, blobs: dict[str, bytes]) -> SubwordTokenizer | None:
+    """A wordpiece/bpe card's tokenizer.json, which must be one of its checked (sha256) extra files."""
+    pre = card.preprocess
+    if pre.kind != "text" or not pre.tokenizer_file:
+        return None
+    if pre.tokenizer_file not in blobs:
+        raise ModelLoadError(f"{pre.tokenizer_file} is not listed in the card's extra_files (size and sha256), so it "
+                             f"cannot be checked")
+    if sorted(i.name for i in card.inputs) != sorted((INPUT_IDS, ATTENTION_MASK)):
+        raise ModelLoadError(f"a {pre.tokenizer} text model takes {INPUT_IDS} and {ATTENTION_MASK}, the card lists "
+                             f"{[i.name for i in card.inputs]}")
+    try:
+        return SubwordTokenizer(blobs[pre.tokenizer_file], max_length=pre.max_length,
+                                special_tokens=pre.special_tokens, vocab_size=pre.vocab_size)
+    except ValueError as exc:
+        raise ModelLoadError(f"{folder / pre.tokenizer_file}: {exc}") from exc
 
 
 class ModelRepository:
@@ -134,9 +153,11 @@ class ModelRepository:
             raise ModelLoadError(f"the warm-up inference failed: {type(exc).__name__}: {exc}") from exc
         if not model.batchable:
             log.warning("%s/%s: first axis is not dynamic (-1) in every input and output; batching is off", name, version)
+        tokenizer = subword_tokenizer(folder, card, blobs)
         size, delay = s.batching_for(name, card.batching.max_batch_size, card.batching.max_delay_ms)
         batcher = DynamicBatcher(model.run, model=name, max_batch_size=size, max_delay_ms=delay,
-                                 max_queue=s.max_queue, enabled=model.batchable)
+                                 max_queue=s.max_queue, enabled=model.batchable,
+                                 pad=tokenizer.pad_values if tokenizer else None)
         vocab = None
         if card.preprocess.kind == "text" and card.preprocess.vocab_file:
             try:
@@ -148,7 +169,7 @@ class ModelRepository:
         stepper = stepper_for(card, vocab, model.run)
         scheduler = stepper and Scheduler(stepper, model=name, max_active=s.generation_max_active,
                                           max_waiting=s.generation_max_waiting)
-        return Loaded(card, model, batcher, time.perf_counter() - t0, vocab, scheduler)
+        return Loaded(card, model, batcher, time.perf_counter() - t0, vocab, scheduler, tokenizer)
 
     async def load(self, name: str) -> list[Entry]:
         """(Re)load the wanted versions of `name` from disk; unload versions no longer wanted."""

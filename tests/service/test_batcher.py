@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from service.runtime.batcher import BatchCountError, DynamicBatcher
-from service.runtime.errors import DeadlineExceeded, Overloaded, ServiceError
+from service.runtime.errors import BadInput, DeadlineExceeded, Overloaded, ServiceError
 from tests.service.conftest import gate_model, images, infer_json, run
 
 
@@ -301,6 +301,74 @@ def test_wrong_number_of_output_rows_fails_every_request_with_batch_count_error(
     assert fake.sizes == [3]
     assert len(outcomes) == 3 and all(isinstance(o, BatchCountError) for o in outcomes)
     assert "4" in str(outcomes[0]) and "3" in str(outcomes[0])  # returned 4 rows for a batch of 3
+
+
+# -- variable-length (padded) inputs -------------------------------------------------------------------
+
+def padded_batcher(max_batch_size: int, **kw) -> tuple[list[dict], DynamicBatcher]:
+    """A batcher padding `ids` with -1 and `mask` with 0; its model returns each row's sum of real ids."""
+    seen = []
+
+    def run_fn(feeds):
+        seen.append({k: v.copy() for k, v in feeds.items()})
+        return {"total": (feeds["ids"] * feeds["mask"]).sum(axis=1)}
+
+    b = DynamicBatcher(run_fn, model=f"fake-{uuid.uuid4().hex[:8]}", max_batch_size=max_batch_size,
+                       max_delay_ms=kw.pop("max_delay_ms", 5.0), max_queue=64, pad={"ids": -1, "mask": 0}, **kw)
+    b.start()
+    return seen, b
+
+
+def text(length: int, start: int = 1) -> dict[str, np.ndarray]:
+    ids = np.arange(start, start + length, dtype=np.int64)[None]  # (1, T)
+    return {"ids": ids, "mask": np.ones_like(ids)}
+
+
+def test_padded_inputs_of_any_length_share_a_batch_padded_to_its_longest():
+    async def body():
+        seen, b = padded_batcher(8)
+        reqs = [text(3), text(5, 10), text(2, 20)]
+        outs = await b.submit_many(reqs, timeout_s=5)
+        await b.drain_and_stop()
+        return seen, reqs, outs
+
+    seen, reqs, outs = run(body)
+    assert len(seen) == 1 and seen[0]["ids"].shape == (3, 5)  # the longest of the three, nothing more
+    assert seen[0]["ids"][0].tolist() == [1, 2, 3, -1, -1] and seen[0]["mask"][2].tolist() == [1, 1, 0, 0, 0]
+    assert [int(o["total"][0]) for o in outs] == [int(r["ids"].sum()) for r in reqs]
+
+
+def test_when_more_rows_wait_than_fit_a_batch_takes_the_lengths_nearest_the_oldest():
+    async def body():
+        seen, b = padded_batcher(2)
+        gate, real = threading.Event(), b.run_fn
+        b.run_fn = lambda feeds: (gate.wait(10), real(feeds))[1]
+        hold = asyncio.ensure_future(b.submit(text(1), timeout_s=5))  # keeps the model busy while the rest queue
+        await asyncio.sleep(0.05)
+        lengths = [2, 9, 3, 8]  # arrival order; FIFO would pad 2 to 9 and 3 to 8
+        outs = asyncio.ensure_future(b.submit_many([text(n) for n in lengths], timeout_s=5))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await hold
+        await outs
+        await b.drain_and_stop()
+        return seen
+
+    seen = run(body)
+    assert [s["ids"].shape for s in seen[1:]] == [(2, 3), (2, 9)]  # {2, 3} then {9, 8}: 2 padding positions
+    assert int((seen[1]["mask"] == 0).sum() + (seen[2]["mask"] == 0).sum()) == 2
+
+
+def test_padded_inputs_that_disagree_on_their_length_are_bad_input():
+    async def body():
+        _, b = padded_batcher(4)
+        try:
+            await b.submit({"ids": np.ones((1, 3), np.int64), "mask": np.ones((1, 4), np.int64)}, timeout_s=5)
+        finally:
+            await b.drain_and_stop()
+
+    with pytest.raises(BadInput, match="length"):
+        run(body)
 
 
 # -- draining -------------------------------------------------------------------------------------------
