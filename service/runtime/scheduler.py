@@ -75,6 +75,9 @@ class Scheduler:
         self._inbox: deque[Sequence] = deque()  # appended on the loop, taken by the worker (deque ops are atomic)
         self._active: list[Sequence] = []  # the worker's alone
         self._wake = threading.Event()
+        self._outbox: list[tuple[Sequence, Event]] = []  # events on their way to the event loop
+        self._outbox_lock = threading.Lock()
+        self._wake_pending = False
         self._closing = False
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -217,10 +220,20 @@ class Scheduler:
         return None, text
 
     def _deliver(self, events: list[tuple[Sequence, Event]]) -> None:
-        def put():
-            for seq, event in events:
-                seq.events.put_nowait(event)
+        """Queue events for the event loop. Waking the loop (a write to its self-pipe, then a fight for the
+        GIL) costs as much as a small step, so a wake-up already on its way carries later steps' events too."""
+        with self._outbox_lock:
+            self._outbox.extend(events)
+            if self._wake_pending:
+                return
+            self._wake_pending = True
         try:
-            self._loop.call_soon_threadsafe(put)
+            self._loop.call_soon_threadsafe(self._put)
         except RuntimeError:  # the event loop has closed (shutdown): nobody is listening
             pass
+
+    def _put(self) -> None:  # on the event loop
+        with self._outbox_lock:
+            events, self._outbox, self._wake_pending = self._outbox, [], False
+        for seq, event in events:
+            seq.events.put_nowait(event)

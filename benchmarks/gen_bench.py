@@ -1,0 +1,147 @@
+"""Generation benchmark: zooserve's streaming generation against raw onnxruntime stepping, in one run.
+
+    python benchmarks/gen_bench.py                 # island-lstm and island-lstm-int8, 1 / 8 / 32 streams
+    python benchmarks/gen_bench.py --dry-run       # tiny counts: a smoke test in seconds
+
+raw       this process steps the graph itself: one token per row per step, the state fed back, at batch
+          B = the number of streams (no sampling, no HTTP): the compute ceiling, in rows (tokens) per second.
+zooserve  `python -m service.cli` in a subprocess on 127.0.0.1; C concurrent clients (httpx, in this
+          process) each stream POST /v2/models/{m}/generate_stream with --tokens tokens (temperature 1,
+          a different seed each); aggregate tokens/s = all streams' tokens / wall time.
+
+Per-token latency of a single stream = its wall time / its tokens, next to one raw B=1 step. Every figure
+is the median of --repeats runs; ratios come from the same run. The server and the clients share the
+machine's cores (and whatever else runs on it): read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.service.serve_fixture import running_server  # noqa: E402  (after the path fix above)
+
+TARGETS = {"streams32_vs_raw32": 0.6, "latency1_vs_raw1": 1.3}  # >= and <= respectively
+
+
+def raw_rows_per_s(folder: Path, batch: int, steps: int, threads: int) -> tuple[float, float]:
+    """(rows per second, seconds per step) stepping the graph at `batch` rows, states fed back."""
+    import onnxruntime as ort
+
+    from service.card import load_card
+    from service.runtime.lm_step import zero_state
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = opts.inter_op_num_threads = threads
+    sess = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    card = load_card(folder)
+    state, outs = zero_state(card, batch), [o.name for o in card.outputs]
+    tokens = np.random.default_rng(0).integers(0, card.preprocess.vocab_size, (batch, 1))
+    for _ in range(20):  # warm-up
+        sess.run(outs, {"tokens": tokens, **state})
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        logits, *new = sess.run(outs, {"tokens": tokens, **state})
+        state = dict(zip(state, new))
+        tokens = logits[:, -1].argmax(-1)[:, None]
+    dt = (time.perf_counter() - t0) / steps
+    return batch / dt, dt
+
+
+async def stream_once(base: str, model: str, streams: int, tokens: int) -> tuple[float, int]:
+    """(seconds, tokens) for `streams` concurrent generate_stream requests of `tokens` tokens each."""
+    import httpx
+
+    async def one(client, seed):
+        body = {"text_input": "The engineer and the sailor", "parameters": {"max_tokens": tokens, "seed": seed}}
+        last = b""
+        async with client.stream("POST", f"{base}/v2/models/{model}/generate_stream", json=body) as resp:
+            resp.raise_for_status()
+            async for chunk in resp.aiter_raw():
+                last = chunk
+        # The last event carries the details; it ends the last chunk.
+        event = last.rstrip(b"\n").rsplit(b"data: ", 1)[-1]
+        return json.loads(event)["details"]["generated_tokens"]
+
+    limits = httpx.Limits(max_connections=streams + 4)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        await one(client, 0)  # warm the connection and the server
+        t0 = time.perf_counter()
+        counts = await asyncio.gather(*(one(client, seed) for seed in range(1, streams + 1)))
+        return time.perf_counter() - t0, sum(counts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
+    p.add_argument("--model", action="append", help="language models to run (default island-lstm, island-lstm-int8)")
+    p.add_argument("--streams", default="1,8,32", help="concurrency levels")
+    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
+    p.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra/inter-op threads, raw and server alike")
+    p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
+    args = p.parse_args(argv)
+    models = args.model or ["island-lstm", "island-lstm-int8"]
+    levels = [int(x) for x in args.streams.split(",")]
+    if args.dry_run:
+        levels, args.tokens, args.repeats = [1, 2], 16, 1
+    raw_steps = max(50, args.tokens)
+
+    rows, results = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = Path(tmp) / "repo"
+        repo.mkdir()
+        for m in models:
+            (repo / m).symlink_to((args.models / m).resolve())
+        env = {"ZOOSERVE_INTRA_OP_THREADS": str(args.threads), "ZOOSERVE_INTER_OP_THREADS": str(args.threads),
+               "ZOOSERVE_LOG_LEVEL": "warning", "ZOOSERVE_GENERATION_MAX_ACTIVE": str(max(levels))}
+        with running_server(repo, workdir=Path(tmp) / "run", env=env) as server:
+            for m in models:
+                folder = args.models / m / "1"
+                for c in levels:
+                    raw = [raw_rows_per_s(folder, c, raw_steps, args.threads) for _ in range(args.repeats)]
+                    raw_tps = statistics.median(r[0] for r in raw)
+                    raw_step = statistics.median(r[1] for r in raw)
+                    runs = [asyncio.run(stream_once(server.base_url, m, c, args.tokens)) for _ in range(args.repeats)]
+                    tps = statistics.median(n / s for s, n in runs)
+                    per_token = statistics.median(s / (n / c) for s, n in runs)  # one stream's time per token
+                    results[(m, c)] = dict(raw_tps=raw_tps, raw_step=raw_step, tps=tps, per_token=per_token)
+                    rows.append(f"| {m} | {c} | {raw_tps:,.0f} | {tps:,.0f} | {tps / raw_tps:.2f} | "
+                                f"{raw_step * 1e6:,.0f} | {per_token * 1e6:,.0f} | {per_token / raw_step:.2f} |")
+                    print(rows[-1], file=sys.stderr, flush=True)
+
+    print(f"\ngen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime threads "
+          f"{args.threads}, {os.cpu_count()} CPUs (shared)\n")
+    print("| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
+          "zooserve us/token/stream | ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    top = max(levels)
+    for m in models:
+        if (m, 1) in results and (m, top) in results:
+            r1, rt = results[(m, 1)], results[(m, top)]
+            print(f"\n{m}: {top} streams reach {rt['tps'] / rt['raw_tps']:.2f}x raw B={top} stepping "
+                  f"(target >= {TARGETS['streams32_vs_raw32']}); a single stream's per-token latency is "
+                  f"{r1['per_token'] / r1['raw_step']:.2f}x a raw B=1 step (target <= {TARGETS['latency1_vs_raw1']})")
+    if len(models) > 1 and all((mm, c) in results for mm in models[:2] for c in levels):
+        a, b = models[:2]
+        speedups = ", ".join(f"{c} streams {results[(b, c)]['tps'] / results[(a, c)]['tps']:.2f}x" for c in levels)
+        print(f"\n{b} vs {a} through zooserve (tokens/s): {speedups}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
