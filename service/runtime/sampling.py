@@ -95,6 +95,8 @@ def filtered_logprobs(logits: np.ndarray, params: SamplingParams, history: np.nd
 
 def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng: np.random.Generator) -> int:
     """The next token id for one row of logits (V,)."""
+    if _is_plain(params):
+        return _choose_plain(logits[None], [params], [rng])[0]
     if params.temperature == 0:
         return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
     probs = np.exp(filtered_logprobs(logits, params, history))
@@ -103,17 +105,21 @@ def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng:
     return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
 
 
+def _is_plain(p: SamplingParams) -> bool:
+    return p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0
+
+
 def _choose_plain(logits: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator]) -> dict[int, int]:
-    """`choose` for the rows (of logits (B, V)) without top-k, top-p or penalty, all at once: the same
-    numbers in the same order as `choose` (reductions run along each row), so the same tokens, at a
-    fraction of the per-row cost that dominates a 32-row step."""
-    plain = [i for i, p in enumerate(params) if p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0]
+    """Steps 2 and 4 for the rows of logits (B, V) without top-k, top-p or penalty, all at once (the common
+    case, and the per-row cost that would dominate a 32-row step). `choose` sends such rows here too, so a
+    row gets the same token alone or in a batch: every reduction runs along its own row."""
+    plain = [i for i, p in enumerate(params) if _is_plain(p)]
     greedy = [i for i in plain if params[i].temperature == 0]
     tempered = [i for i in plain if params[i].temperature != 0]
     out = dict(zip(greedy, np.argmax(logits[greedy], axis=-1).tolist())) if greedy else {}
     if tempered:
         z = logits[tempered].astype(np.float64) / np.array([[params[i].temperature] for i in tempered])
-        cdf = np.cumsum(np.exp(log_softmax(log_softmax(z))), axis=-1)  # as choose: filtered_logprobs renormalises
+        cdf = np.cumsum(np.exp(z - z.max(axis=-1, keepdims=True)), axis=-1)  # unnormalised: scaled by u below
         u = np.array([rngs[i].random() for i in tempered]) * cdf[:, -1]
         picks = np.minimum((cdf <= u[:, None]).sum(axis=-1), cdf.shape[1] - 1)  # searchsorted(side="right")
         out.update(zip(tempered, picks.tolist()))
