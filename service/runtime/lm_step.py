@@ -6,6 +6,7 @@ A sequence is `(state, pending)`: `pending` is its newest token, which the model
 * recurrent (rnn/lstm/gru): the hidden state(s), each (layers, 1, hidden), after reading every earlier token;
 * n-gram: the N-1 tokens before `pending`, (N-1,) int64.
 
+`start(prompts)` makes the first (state, pending) of each new sequence (recurrent prefill runs the graph).
 `step(states, pending)` reads one pending token per sequence for B sequences at once -> logits (B, V) of the
 next token, and each sequence's new state. The graphs are row-independent (the float ones bit for bit;
 see the test), so a row's logits do not depend on who else is in the batch.
@@ -62,26 +63,46 @@ class RecurrentStep:
         self.state_in = [s.name for s in card.inputs[1:]]  # h0 (, c0)
         self.state_out = [s.name for s in card.outputs[1:]]  # hn (, cn), in the same order
         self.logits = card.outputs[0].name
+        self._last: tuple[list[State], dict[str, np.ndarray]] | None = None  # the last step's rows and outputs
 
     def encode(self, text: str) -> tuple[np.ndarray, int]:
         """The ids to start from (primed) and how many of them are the prompt's own."""
         ids = self.vocab.encode(_open_char_text(text))
         return primed(self.vocab, ids), len(ids)
 
-    def start(self, ids: np.ndarray) -> tuple[State, int]:
-        """Blocking: read all but the last id from a zero state, at batch 1. ids: (T,), T >= 1."""
-        state = zero_state(self.card)
-        if len(ids) > 1:
-            out = self.run({"tokens": ids[None, :-1], **state})  # tokens (1, T-1)
-            state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
-        return state, int(ids[-1])
+    def start(self, prompts: list[np.ndarray]) -> list[tuple[State, int]]:
+        """Blocking: for each prompt (T,), T >= 1, read all but its last id from a zero state. Prompts of
+        equal length go through the graph together, tokens (B, T-1): one call instead of B (a prefill of T
+        tokens costs T steps inside the graph)."""
+        out: list[tuple[State, int] | None] = [None] * len(prompts)
+        by_length: dict[int, list[int]] = {}
+        for i, ids in enumerate(prompts):
+            by_length.setdefault(len(ids), []).append(i)
+        for length, rows in by_length.items():
+            state = zero_state(self.card, len(rows))
+            if length > 1:
+                res = self.run({"tokens": np.stack([prompts[i][:-1] for i in rows]), **state})
+                state = {i: res[o] for i, o in zip(self.state_in, self.state_out)}
+            for b, (row, st) in enumerate(zip(rows, self._scatter(state, len(rows)))):
+                out[row] = (st, int(prompts[row][-1]))
+        return out
+
+    def _scatter(self, state: dict[str, np.ndarray], batch: int) -> list[State]:
+        """(layers, B, hidden) per state input -> B states of (layers, 1, hidden), views of the same arrays."""
+        return [{name: state[name][:, b:b + 1] for name in self.state_in} for b in range(batch)]
 
     def step(self, states: list[State], pending: np.ndarray) -> tuple[np.ndarray, list[State]]:
         feeds = {"tokens": pending.astype(np.int64)[:, None]}  # (B, 1)
-        for name in self.state_in:  # gather: (layers, B, hidden)
-            feeds[name] = np.concatenate([s[name] for s in states], axis=1)
+        last = self._last
+        if last is not None and len(last[0]) == len(states) and all(a is b for a, b in zip(last[0], states)):
+            feeds |= last[1]  # the same rows in the same order as the last step: its outputs are the batch
+        else:
+            for name in self.state_in:  # gather: (layers, B, hidden)
+                feeds[name] = np.concatenate([s[name] for s in states], axis=1)
         out = self.run(feeds)
-        new = [{i: out[o][:, b:b + 1] for i, o in zip(self.state_in, self.state_out)} for b in range(len(states))]
+        state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
+        new = self._scatter(state, len(states))
+        self._last = (new, state)
         return out[self.logits][:, -1, :], new  # logits (B, V)
 
 
@@ -110,9 +131,9 @@ class NgramStep:
             return np.array([], np.int64), count
         return segs[-1], count
 
-    def start(self, ids: np.ndarray) -> tuple[State, int]:
-        full = bos_padded(self.vocab, self.n + 1, ids)
-        return full[-self.n - 1:-1], int(full[-1])
+    def start(self, prompts: list[np.ndarray]) -> list[tuple[State, int]]:
+        fulls = [bos_padded(self.vocab, self.n + 1, ids) for ids in prompts]
+        return [(full[-self.n - 1:-1], int(full[-1])) for full in fulls]
 
     def step(self, states: list[State], pending: np.ndarray) -> tuple[np.ndarray, list[State]]:
         ctx = np.concatenate([np.stack(states)[:, 1:], pending.astype(np.int64)[:, None]], axis=1)  # (B, N-1)

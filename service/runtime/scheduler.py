@@ -2,8 +2,8 @@
 
 One worker thread per model (onnxruntime and numpy never run on the event loop) loops:
 
-1. admit queued sequences while fewer than `max_active` are active: each prefills its prompt alone, at batch
-   1 (`stepper.start`), so its state never depends on other requests;
+1. admit queued sequences while fewer than `max_active` are active, and prefill their prompts
+   (`stepper.start`: prompts of equal length in one graph call; rows are independent, see lm_step);
 2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
 3. one step for all active sequences: gather their states, run the graph once on (B, ...), sample every row
    with that row's own parameters and seeded generator (`sampling.step`), and scatter the states back;
@@ -158,18 +158,24 @@ class Scheduler:
                 self._wake.clear()
 
     def _admit(self) -> None:
-        while self._inbox and len(self._active) < self.max_active:
+        new = []
+        while self._inbox and len(self._active) + len(new) < self.max_active:
             seq = self._inbox.popleft()
-            if seq.cancelled:
-                continue
-            try:
-                seq.state, seq.pending = self.stepper.start(seq.ids)
-            except Exception as exc:  # onnxruntime's own types; this sequence alone fails
-                log.exception("%s: prefill failed", self.model)
-                self._deliver([(seq, Event(None, "", "error", GenerationFailed(f"prefill failed: {exc}")))])
-                continue
-            self._active.append(seq)
+            if not seq.cancelled:
+                new.append(seq)
         self._m_waiting.set(len(self._inbox))
+        if not new:
+            return
+        try:
+            starts = self.stepper.start([s.ids for s in new])  # prefill: equal-length prompts together
+        except Exception as exc:  # onnxruntime's own types; these sequences alone fail
+            log.exception("%s: prefill failed", self.model)
+            error = GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}")
+            self._deliver([(s, Event(None, "", "error", error)) for s in new])
+            return
+        for seq, (state, pending) in zip(new, starts):
+            seq.state, seq.pending = state, pending
+            self._active.append(seq)
 
     def _step(self) -> None:
         act = self._active = [s for s in self._active if not s.cancelled]

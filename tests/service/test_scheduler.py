@@ -4,6 +4,7 @@ stepping graphs' row independence (a row's logits at B=1 equal its logits in a b
 from __future__ import annotations
 
 import asyncio
+import copy
 import threading
 from pathlib import Path
 
@@ -34,8 +35,8 @@ class CountingStep:
         self.entered = 0  # steps begun (the batch gathered), including one waiting at the gate
         self.gate: threading.Semaphore | None = None
 
-    def start(self, ids):
-        return None, int(ids[-1])
+    def start(self, prompts):
+        return [(None, int(ids[-1])) for ids in prompts]
 
     def step(self, states, pending):
         self.entered += 1
@@ -60,6 +61,15 @@ class Collect:
 def seq(first: int, max_tokens: int) -> Sequence:
     return Sequence(np.array([first], np.int64), SamplingParams(temperature=0), np.random.default_rng(0),
                     max_tokens=max_tokens, pipeline=Collect())
+
+
+def gated_scheduler(name: str, max_active: int, max_waiting: int) -> tuple[CountingStep, Scheduler]:
+    """A started scheduler whose steps each wait for `step.gate.release()` (call inside the event loop)."""
+    step = CountingStep()
+    step.gate = threading.Semaphore(0)
+    sched = Scheduler(step, model=name, max_active=max_active, max_waiting=max_waiting)
+    sched.start()
+    return step, sched
 
 
 async def text_of(sched: Scheduler, s: Sequence) -> tuple[str, str]:
@@ -89,10 +99,7 @@ def test_sequences_join_and_leave_and_each_gets_its_own_tokens():
 
 def test_bounds_queue_then_refuse_with_overloaded():
     async def body():
-        step = CountingStep()
-        step.gate = threading.Semaphore(0)
-        sched = Scheduler(step, model="fake-bounds", max_active=2, max_waiting=1)
-        sched.start()
+        step, sched = gated_scheduler("fake-bounds", max_active=2, max_waiting=1)
         seqs = [sched.submit(seq(i, 2)) for i in range(3)]  # 2 active + 1 waiting
         with pytest.raises(Overloaded):
             sched.submit(seq(5, 2))
@@ -112,10 +119,7 @@ def test_bounds_queue_then_refuse_with_overloaded():
 
 def test_cancel_frees_the_slot_before_the_next_step():
     async def body():
-        step = CountingStep()
-        step.gate = threading.Semaphore(0)
-        sched = Scheduler(step, model="fake-cancel", max_active=4, max_waiting=4)
-        sched.start()
+        step, sched = gated_scheduler("fake-cancel", max_active=4, max_waiting=4)
         keep, drop = sched.submit(seq(0, 6)), sched.submit(seq(3, 6))
         stream = sched.batches(drop)
         step.gate.release()
@@ -146,10 +150,22 @@ def test_a_rows_logits_do_not_depend_on_the_batch(model):
                            options=session_options(1, 1))
     stepper = stepper_for(card, Vocab.load(folder / "vocab.json"), onnx_model.run)
     prompts = [f"The engineer {i} said to Pencroft" + " and" * (i % 5) for i in range(32)]
-    starts = [stepper.start(stepper.encode(p)[0]) for p in prompts]
+    ids = [stepper.encode(p)[0] for p in prompts]
+    starts = stepper.start(ids)  # prompts of equal length prefill together
     states, pending = [s for s, _ in starts], np.array([t for _, t in starts])
     together, _ = stepper.step(states, pending)
-    alone = np.concatenate([stepper.step([s], pending[i:i + 1])[0] for i, s in enumerate(states)])
-    assert together.shape == (32, len(stepper.vocab))
+    alone = []
+    for i in range(32):  # prefill and step each prompt by itself
+        (state, token), = stepper.start([ids[i]])
+        alone.append(stepper.step([state], np.array([token]))[0])
+    alone = np.concatenate(alone)
+    assert together.shape == (32, len(stepper.vocab)) and len({len(x) for x in ids}) < 32
     np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
     assert (together.argmax(1) == alone.argmax(1)).all()
+    # The same rows in the same order as the last step: the stepper feeds that step's outputs as they are,
+    # which must equal gathering the rows' states afresh.
+    nxt = together.argmax(1)
+    _, last = stepper.step(states, pending)
+    reused, _ = stepper.step(last, nxt)
+    gathered, _ = stepper.step(copy.deepcopy(last), nxt)
+    np.testing.assert_array_equal(reused, gathered)
