@@ -109,19 +109,27 @@ def _is_plain(p: SamplingParams) -> bool:
     return p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0
 
 
-def _choose_plain(logits: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator]) -> dict[int, int]:
+def _choose_plain(logits: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator],
+                  exp_shifted: np.ndarray | None = None) -> dict[int, int]:
     """Steps 2 and 4 for the rows of logits (B, V) without top-k, top-p or penalty, all at once (the common
     case, and the per-row cost that would dominate a 32-row step). `choose` sends such rows here too, so a
-    row gets the same token alone or in a batch: every reduction runs along its own row."""
+    row gets the same token alone or in a batch: every reduction runs along its own row.
+    `exp_shifted`: exp(z - max z) per row, float64, when the caller has it (reused for temperature 1).
+    ufunc methods (np.add.accumulate, ...) skip numpy's Python wrappers: a few microseconds a call."""
     plain = [i for i, p in enumerate(params) if _is_plain(p)]
     greedy = [i for i in plain if params[i].temperature == 0]
     tempered = [i for i in plain if params[i].temperature != 0]
     out = dict(zip(greedy, np.argmax(logits[greedy], axis=-1).tolist())) if greedy else {}
     if tempered:
-        z = logits[tempered].astype(np.float64) / np.array([[params[i].temperature] for i in tempered])
-        cdf = np.cumsum(np.exp(z - z.max(axis=-1, keepdims=True)), axis=-1)  # unnormalised: scaled by u below
+        temps = [params[i].temperature for i in tempered]
+        if exp_shifted is not None and all(t == 1 for t in temps):
+            e = exp_shifted[tempered]
+        else:
+            z = np.asarray(logits[tempered], np.float64) / np.array(temps)[:, None]
+            e = np.exp(z - np.maximum.reduce(z, axis=-1, keepdims=True))
+        cdf = np.add.accumulate(e, axis=-1)  # unnormalised: scaled by u below
         u = np.array([rngs[i].random() for i in tempered]) * cdf[:, -1]
-        picks = np.minimum((cdf <= u[:, None]).sum(axis=-1), cdf.shape[1] - 1)  # searchsorted(side="right")
+        picks = np.minimum(np.count_nonzero(cdf <= u[:, None], axis=-1), cdf.shape[1] - 1)  # searchsorted, right
         out.update(zip(tempered, picks.tolist()))
     return out
 
@@ -138,16 +146,21 @@ def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.nd
     """One token for each row of logits (B, V); row i uses params[i], histories[i] and rngs[i] only."""
     if not (len(logits) == len(params) == len(histories) == len(rngs)):
         raise ValueError("logits, params, histories and generators need one entry per row")
-    model_logp = log_softmax(logits)  # (B, V)
-    fast = _choose_plain(logits, params, rngs)
+    z = logits.astype(np.float64)  # (B, V)
+    zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
+    e = np.exp(z - zmax)
+    lse = zmax[:, 0] + np.log(np.add.reduce(e, axis=-1))  # (B,): log-softmax = z - lse
+    fast = _choose_plain(z, params, rngs, e)
+    tokens = [fast[i] if i in fast else choose(logits[i], params[i], histories[i], rngs[i]) for i in range(len(z))]
+    chosen = (z[np.arange(len(z)), tokens] - lse).tolist()  # the model's log-probability of each choice
     out = []
-    for i, row in enumerate(logits):
-        token = fast[i] if i in fast else choose(row, params[i], histories[i], rngs[i])
+    for i, token in enumerate(tokens):
         top: list[tuple[int, float]] = []
         if params[i].logprobs:
-            ids = np.argsort(-model_logp[i], kind="stable")[:params[i].logprobs]
-            top = [(int(t), float(model_logp[i, t])) for t in ids]
-        out.append(Choice(token, float(model_logp[i, token]), top))
+            row = z[i] - lse[i]
+            ids = np.argsort(-row, kind="stable")[:params[i].logprobs]
+            top = [(int(t), float(row[t])) for t in ids]
+        out.append(Choice(token, chosen[i], top))
     return out
 
 
