@@ -61,13 +61,14 @@ TARGETS = {  # (model, encoding, concurrency, ratio) -> minimum
     ("fashion-resnet", "binary", 64, "vs_ort_batch"): 0.7,
 }
 COLD_START_TARGET_S = 2.0
+BARES = {"bare": "fastapi", "bare-asgi": "asgi"}  # target -> framework of the bare endpoint
 
 
 # -- results ---------------------------------------------------------------------------------------
 
 @dataclass
 class Row:
-    target: str  # raw-ort | bare | zooserve
+    target: str  # raw-ort | bare | bare-asgi | zooserve
     model: str
     encoding: str  # json | binary | - (raw ORT)
     concurrency: int
@@ -79,6 +80,7 @@ class Row:
     ort_batch: int | None = None  # raw ORT comparison at round(formed_batch)
     ort_batch_rows_s: float | None = None
     vs_bare: float | None = None
+    vs_bare_asgi: float | None = None
     vs_ort_batch: float | None = None
 
     @property
@@ -161,32 +163,63 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 # -- the bare endpoint -----------------------------------------------------------------------------
 
-def serve_bare(port: int) -> int:
-    """The ceiling: parse the V2 body into numpy, answer with a tiny JSON. Same uvicorn setup as zooserve."""
+def bare_app(framework: str):
+    """A ceiling: parse the V2 body with zooserve's own parser (`service.protocol.v2.parse_infer`: orjson,
+    then numpy; np.frombuffer for the binary extension) and answer with a tiny JSON, nothing else.
+
+    `fastapi` ("bare", the reference of the LeNet target): a one-route FastAPI app, the framework the service
+    is built on. `asgi` ("bare-asgi"): the same as a pure-ASGI callable, the HTTP layer zooserve's infer route
+    uses (service.routers.infer.InferFastPath): HTTP + parsing and nothing else on this machine."""
     import orjson
-    import uvicorn
-    from fastapi import FastAPI, Request
-    from fastapi.responses import Response
 
-    app = FastAPI()
+    from service.protocol.v2 import parse_infer
 
-    @app.get("/v2/health/ready")
-    async def ready() -> dict:
-        return {"ready": True}
+    def answer(model: str, body: bytes, header_length: str | None) -> bytes:
+        req = parse_infer(body, header_length)
+        return orjson.dumps({"model_name": model, "rows": int(next(iter(req.inputs.values())).shape[0])})
 
-    @app.post("/v2/models/{model}/infer")
-    async def infer(model: str, request: Request) -> Response:
-        body = await request.body()
-        n = request.headers.get(HEADER_LENGTH)
-        if n is None:
-            spec = orjson.loads(body)["inputs"][0]
-            arr = np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
+    if framework == "fastapi":
+        from fastapi import FastAPI, Request
+        from fastapi.responses import Response
+
+        app = FastAPI()
+
+        @app.get("/v2/health/ready")
+        async def ready() -> dict:
+            return {"ready": True}
+
+        @app.post("/v2/models/{model}/infer")
+        async def infer(model: str, request: Request) -> Response:
+            out = answer(model, await request.body(), request.headers.get(HEADER_LENGTH))
+            return Response(out, media_type="application/json")
+
+        return app
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        if scope["method"] == "GET":
+            out = b'{"ready":true}'
         else:
-            spec = orjson.loads(body[:int(n)])["inputs"][0]
-            arr = np.frombuffer(memoryview(body)[int(n):], dtype="<f4").reshape(spec["shape"])
-        return Response(orjson.dumps({"model_name": model, "rows": int(arr.shape[0])}), media_type="application/json")
+            chunks, more = [], True
+            while more:
+                message = await receive()
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+            n = next((v.decode() for k, v in scope["headers"] if k == HEADER_LENGTH.lower().encode()), None)
+            out = answer(scope["path"].split("/")[3], b"".join(chunks), n)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(out)).encode())]})
+        await send({"type": "http.response.body", "body": out})
 
-    uvicorn.run(app, host=HOST, port=port, log_level="warning", access_log=False)
+    return app
+
+
+def serve_bare(port: int, framework: str) -> int:
+    """Same uvicorn setup as zooserve (service/cli.py): uvloop, httptools, no access log."""
+    import uvicorn
+
+    uvicorn.run(bare_app(framework), host=HOST, port=port, log_level="warning", access_log=False, lifespan="off")
     return 0
 
 
@@ -410,11 +443,12 @@ def server_session(onnx_path: Path):
     """An InferenceSession built exactly as the server builds one (same settings, same providers)."""
     import onnxruntime as ort
 
-    from service.runtime.onnx_model import select_providers, session_options
+    from service.runtime.onnx_model import select_providers
+    from service.runtime.repository import serving_session_options
     from service.settings import Settings
 
     s = Settings(_env_file=ROOT / ".env")
-    opts = session_options(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
+    opts = serving_session_options(s)
     providers = select_providers(s.providers, ort.get_available_providers())
     return ort.InferenceSession(str(onnx_path), opts, providers=providers)
 
@@ -531,6 +565,7 @@ def parse_args(argv):
     p.add_argument("--json", type=Path, help="also write every measurement as JSON here")
     p.add_argument("--dry-run", action="store_true", help="tiny counts: checks that everything runs, in seconds")
     p.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: the bare endpoint
+    p.add_argument("--bare-framework", choices=["asgi", "fastapi"], default="asgi", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     d = args.dry_run
     plan = Plan(
@@ -561,7 +596,7 @@ def build_fake_repository(folder: Path, models: list[str]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args, plan = parse_args(argv)
     if args.serve_bare:
-        return serve_bare(args.serve_bare)
+        return serve_bare(args.serve_bare, args.bare_framework)
     models = args.model or DEFAULT_MODELS
     repo = args.models
     if args.build_fake_repository:
@@ -634,11 +669,14 @@ def main(argv: list[str] | None = None) -> int:
 
         # -- (b) the bare endpoint, alongside (an idle server costs nothing) so both are measured
         # back to back at every level and drift on a shared machine hits both alike ------------------
-        bare_port = free_port()
-        bare = Process([args.python, str(Path(__file__).resolve()), "--serve-bare", str(bare_port)], child_env({}),
-                       bare_port, log_dir, "bare")
-        procs.append(bare)
-        bare.wait_ready("/v2/health/ready", plan.ready_timeout)
+        bare_ports = {}
+        for target, framework in BARES.items():
+            bare_ports[target] = port = free_port()
+            bare = Process([args.python, str(Path(__file__).resolve()), "--serve-bare", str(port), "--bare-framework",
+                            framework], child_env({}), port, log_dir, target)
+            procs.append(bare)
+            bare.wait_ready("/v2/health/ready", plan.ready_timeout)
+        bare_port = bare_ports["bare"]
 
         def url(model: str) -> str:
             return f"/v2/models/{model}/infer"
@@ -669,10 +707,11 @@ def main(argv: list[str] | None = None) -> int:
         for c in plan.concurrency:
             for enc in ("json", "binary"):
                 b = ctx[models[0]]["bodies"][enc]
-                done, errors, wall, lat = runner.run(load(args.client, bare_port, url(models[0]), b, c, plan.requests,
-                                                          plan.max_seconds, plan.warmup))
-                rows.append(Row("bare", "-", enc, c, done, errors, wall, lat))
-                log(f"bare {enc} c={c}: {rows[-1].rps:.0f} req/s")
+                for target, port in bare_ports.items():
+                    done, errors, wall, lat = runner.run(load(args.client, port, url(models[0]), b, c, plan.requests,
+                                                              plan.max_seconds, plan.warmup))
+                    rows.append(Row(target, "-", enc, c, done, errors, wall, lat))
+                    log(f"{target} {enc} c={c}: {rows[-1].rps:.0f} req/s")
                 for m in models:
                     hist = []  # (count, sum) of the batch-size histogram around the measured window
                     done, errors, wall, lat = runner.run(load(
@@ -684,8 +723,8 @@ def main(argv: list[str] | None = None) -> int:
                     formed = (s1 - s0) / (n1 - n0) if n1 > n0 else None
                     rows.append(Row("zooserve", m, enc, c, done, errors, wall, lat, formed_batch=formed))
                     log(f"zooserve {m} {enc} c={c}: {rows[-1].rps:.0f} req/s, formed batch {formed or 0:.1f}")
-        server.stop()
-        bare.stop()
+        for proc in procs:
+            proc.stop()
 
         # -- (a) raw onnxruntime: batch-1 threads, and single-thread at the formed batch size ----------
         for m in models:
@@ -708,10 +747,12 @@ def main(argv: list[str] | None = None) -> int:
             r.vs_ort_batch = r.rps / cache[b]
 
         # -- ratios --------------------------------------------------------------------------------------
-        bare_rows = {(r.encoding, r.concurrency): r for r in rows if r.target == "bare"}
-        for r in rows:
-            if r.target == "zooserve" and (r.encoding, r.concurrency) in bare_rows:
-                r.vs_bare = r.rps / bare_rows[(r.encoding, r.concurrency)].rps
+        bare_rows = {(r.target, r.encoding, r.concurrency): r for r in rows if r.target in BARES}
+        for r in [r for r in rows if r.target == "zooserve"]:
+            for target, attr in (("bare", "vs_bare"), ("bare-asgi", "vs_bare_asgi")):
+                ref = bare_rows.get((target, r.encoding, r.concurrency))
+                if ref and ref.rps:
+                    setattr(r, attr, r.rps / ref.rps)
     finally:
         for p in procs:
             p.stop()
@@ -761,15 +802,15 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> None
         p(f"- skipped (not READY in the repository): {', '.join(skipped)}")
     p(f"- total wall time {extra['wall_s']:.0f}s\n")
 
-    p("| target | model | encoding | concurrency | req/s | p50 ms | p95 ms | p99 ms | formed batch | ORT@batch rows/s | vs bare | vs ORT@batch |")
-    p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    order = {"raw-ort": 0, "bare": 1, "zooserve": 2}
+    p("| target | model | encoding | concurrency | req/s | p50 ms | p95 ms | p99 ms | formed batch | ORT@batch rows/s | vs bare | vs bare-asgi | vs ORT@batch |")
+    p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    order = {"raw-ort": 0, "bare": 1, "bare-asgi": 2, "zooserve": 3}
     for r in sorted(rows, key=lambda r: (order[r.target], r.model, r.encoding, r.concurrency)):
         err = f" ({r.errors} errors)" if r.errors else ""
         p(f"| {r.target} | {r.model} | {r.encoding} | {r.concurrency} | {r.rps:.0f}{err} | {r.pct(50):.2f} | "
           f"{r.pct(95):.2f} | {r.pct(99):.2f} | {_f(r.formed_batch, '.1f')} | "
           f"{_f(r.ort_batch_rows_s, '.0f')}{'' if r.ort_batch is None else f' (b={r.ort_batch})'} | "
-          f"{_f(r.vs_bare, '.2f')} | {_f(r.vs_ort_batch, '.2f')} |")
+          f"{_f(r.vs_bare, '.2f')} | {_f(r.vs_bare_asgi, '.2f')} | {_f(r.vs_ort_batch, '.2f')} |")
     p("\nraw-ort rows: calls/s of batch-1 session.run from `concurrency` threads, latencies per call.")
 
     p("\n## Targets\n")
@@ -781,6 +822,10 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> None
         got = getattr(r, ratio) if r else None
         label = f"{model} {enc} c={c} zooserve {ratio.replace('_', ' ').replace('vs ort batch', 'vs raw ORT at formed batch')}"
         p(f"| {label} | {_f(got, '.2f')} | >= {want} | {'-' if got is None else ('ok' if got >= want else 'MISS')} |")
+    r = by_key.get(("fashion-lenet", "json", 64))
+    if r and r.vs_bare_asgi is not None:
+        p(f"| fashion-lenet json c=64 zooserve vs bare-asgi (pure-ASGI HTTP + the same parsing: no target, for scale) | "
+          f"{r.vs_bare_asgi:.2f} | - | - |")
     cold = extra.get("cold_start_s") or []
     if cold:
         med = statistics.median(cold)

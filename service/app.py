@@ -41,7 +41,8 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
               generate.router, completions.router, metrics.router):
         app.include_router(r)
     errors.install(app)
-    # Outermost last: metrics see every response, including 401 and 413.
+    # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI.
+    app.add_middleware(infer.InferFastPath, state=app.state)
     if settings.api_key:
         app.add_middleware(ApiKey, key=settings.api_key)
     if settings.cors_origins:  # outside the key check: preflights carry no key, and a 401 needs CORS headers too

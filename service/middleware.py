@@ -33,7 +33,7 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             return await _send_error(send, 413, f"request body of {int(length)} bytes is over the limit of {self.max_bytes}")
         seen = 0
@@ -81,6 +81,9 @@ class RequestMetrics:
 
     def __init__(self, app):
         self.app = app
+        # (model, endpoint, code) -> (counter, histogram) children: labels() takes a lock and builds the
+        # label tuple, once per series here instead of twice per request. Only known models get a key.
+        self._series: dict[tuple[str, str, int], tuple] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -102,8 +105,16 @@ class RequestMetrics:
             route = scope.get("route")
             endpoint = getattr(route, "path", "unmatched")
             model = (scope.get("path_params") or {}).get("model", "")
-            repo = getattr(getattr(scope.get("app"), "state", None), "repository", None)
-            if model and not (repo is not None and repo.knows(model)):
-                model = ""  # a made-up name must not create time series (unbounded label cardinality)
-            metrics.REQUESTS.labels(model, endpoint, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(model, endpoint).observe(time.perf_counter() - t0)
+            series = self._series.get((model, endpoint, status)) or self._new_series(scope, model, endpoint, status)
+            series[0].inc()
+            series[1].observe(time.perf_counter() - t0)
+
+    def _new_series(self, scope, model: str, endpoint: str, status: int) -> tuple:
+        repo = getattr(getattr(scope.get("app"), "state", None), "repository", None)
+        if model and not (repo is not None and repo.knows(model)):
+            model = ""  # a made-up name must not create time series (unbounded label cardinality)
+        key = (model, endpoint, status)
+        if key not in self._series:
+            self._series[key] = (metrics.REQUESTS.labels(model, endpoint, str(status)),
+                                 metrics.REQUEST_SECONDS.labels(model, endpoint))
+        return self._series[key]

@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(0.0, ge=0, description="rescan the repository for new versions this often; 0 = never")
     providers: list[str] | None = Field(
         None, description="onnxruntime execution providers in order of preference; default: CUDA if available, then CPU")
-    intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = onnxruntime's default")
+    intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = one fewer than the usable "
+                                                       "cores (at least 1), leaving a core to the event loop")
     inter_op_threads: int = Field(0, ge=0, description="threads across operators; 0 = onnxruntime's default")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field("all", description="onnxruntime graph optimisation level")
     max_batch_size: int | None = Field(None, ge=1, description="default rows per batch; default: each card's hint")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,21 @@ def verified_bytes(folder: Path, art: Artifact) -> bytes:
     return blob
 
 
+def serving_session_options(s: Settings) -> ort.SessionOptions:
+    """onnxruntime options as the server uses them (benchmarks/serve_bench.py builds its raw sessions with this).
+
+    On a small machine the event loop (HTTP, JSON, batching) needs a core of its own: by default onnxruntime
+    takes one thread per core and its pool spins between runs, so it starves the loop that feeds it (on 2 cores
+    this halved LeNet's throughput). So `intra_op_threads=0` means one fewer than the usable cores, and idle
+    pool threads sleep instead of spinning."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    intra = s.intra_op_threads or max(1, cores - 1)
+    opts = session_options(intra, s.inter_op_threads, s.graph_optimization)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts
+
+
 def subword_tokenizer(folder: Path, card: ModelCard, blobs: dict[str, bytes]) -> SubwordTokenizer | None:
     """A wordpiece/bpe card's tokenizer.json, which must be one of its checked (sha256) extra files."""
     pre = card.preprocess
@@ -144,7 +160,7 @@ class ModelRepository:
         # Each file is read once: checked here, then handed on (the graph to onnxruntime as bytes).
         blobs = {art.file: verified_bytes(folder, art) for art in (card.artifact, *card.extra_files)}
         s = self.settings
-        opts = session_options(s.intra_op_threads, s.inter_op_threads, s.graph_optimization)
+        opts = serving_session_options(s)
         model = OnnxModel(folder / card.artifact.file, card, providers=self.providers, options=opts,
                           blob=blobs[card.artifact.file])
         try:

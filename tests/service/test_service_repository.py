@@ -411,3 +411,16 @@ def test_providers_setting_is_honoured(make_repo, serve):
         warnings.simplefilter("ignore", UserWarning)
         providers = serve(repo.root, body, providers=[TRT, CUDA], available_providers=[CUDA, TRT, CPU])
     assert providers == [TRT, CUDA, CPU]
+
+
+def test_serving_session_options_leave_a_core_to_the_event_loop_and_do_not_spin():
+    import os
+
+    from service.runtime.repository import serving_session_options
+    from service.settings import Settings
+
+    cores = len(os.sched_getaffinity(0))
+    auto = serving_session_options(Settings(_env_file=None))
+    assert auto.intra_op_num_threads == max(1, cores - 1)
+    assert auto.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert serving_session_options(Settings(_env_file=None, intra_op_threads=3)).intra_op_num_threads == 3

@@ -126,6 +126,31 @@ def test_v1_models_lists_every_version(call):
 
 # -- infer ------------------------------------------------------------------------------------------------
 
+def test_fastapi_infer_routes_document_and_answer_like_the_asgi_fast_path(repo, serve, monkeypatch):
+    """InferFastPath answers V2 infer ahead of FastAPI; the FastAPI routes (OpenAPI, fallback) must agree."""
+    from service.routers.infer import InferFastPath
+
+    x = images(3, seed=7)
+    body, n = binary_body([("input", "FP32", x)], parameters={"binary_data_output": True})
+
+    async def go(client, app):
+        return [await client.post("/v2/models/lin/versions/1/infer", json=infer_json(x)),
+                await client.post("/v2/models/lin/infer", content=body, headers={"Inference-Header-Content-Length": str(n)}),
+                (await client.get("/openapi.json")).json()]
+
+    fast_json, fast_bin, schema = serve(repo.root, go, model_versions={"lin": [1, 2]})
+
+    async def passthrough(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+    monkeypatch.setattr(InferFastPath, "__call__", passthrough)  # every request reaches FastAPI's routes
+    slow_json, slow_bin, _ = serve(repo.root, go, model_versions={"lin": [1, 2]})
+    assert fast_json.json() == slow_json.json()
+    assert fast_bin.content == slow_bin.content and fast_bin.headers["inference-header-content-length"] == \
+        slow_bin.headers["inference-header-content-length"]
+    assert {"/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"} <= set(schema["paths"])
+
+
 def test_infer_json_without_and_with_version_matches_onnxruntime(call, repo):
     x = images(5, seed=3)
     latest, v1 = call(("POST", "/v2/models/lin/infer", {"json": infer_json(x)}),
