@@ -17,7 +17,7 @@ from service import sse
 from service.deps import Config, Repo
 from service.protocol.v2 import load_json
 from service.runtime.errors import BadInput
-from service.runtime.generate import Generation, parse, token_text
+from service.runtime.generate import Generation, parse
 from service.runtime.sampling import Choice
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -48,9 +48,9 @@ def _request(doc, repo: Repo, settings: Config) -> tuple[Generation, bool, bool]
 def _logprobs(gen: Generation, choices: list[Choice]) -> dict | None:
     if gen.req.logprobs is None:
         return None
-    v = gen.vocab
-    return {"tokens": [token_text(v, c.token) for c in choices], "token_logprobs": [c.logprob for c in choices],
-            "top_logprobs": [{token_text(v, t): lp for t, lp in c.top} for c in choices]}
+    texts = gen.texts
+    return {"tokens": [texts[c.token] for c in choices], "token_logprobs": [c.logprob for c in choices],
+            "top_logprobs": [{texts[t]: lp for t, lp in c.top} for c in choices]}
 
 
 def _usage(gen: Generation, completion_tokens: int) -> dict:

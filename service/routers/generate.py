@@ -56,7 +56,7 @@ async def generate_stream(model: str, request: Request, repo: Repo, settings: Co
                 choices.append(e.choice)
                 doc = {**head, "text_output": e.text, "index": len(choices) - 1}
                 if gen.req.logprobs is not None:
-                    doc["logprobs"] = token_logprobs(gen.vocab, e.choice)
+                    doc["logprobs"] = token_logprobs(gen.texts, e.choice)
                 if e.finish:
                     doc["details"] = {k: v for k, v in gen.details(e.finish, choices).items() if k != "logprobs"}
                 out.append(doc)

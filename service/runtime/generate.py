@@ -61,21 +61,17 @@ def _show(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def token_text(vocab: Vocab, token: int) -> str:
-    return vocab.eos_text if token == vocab.id(vocab.eos) and vocab.eos_text else vocab.tokens[token]
-
-
 class Detokenizer:
     """Ids -> text deltas. Char models write each character; word models join words with spaces (none
     before closing punctuation or after an opening one). With stop sequences, the text that could be the
     start of one is held back until it is known not to be."""
 
-    def __init__(self, vocab: Vocab, stop: tuple[str, ...], prompt: str):
-        self.vocab, self.stop, self.held = vocab, stop, ""
+    def __init__(self, vocab: Vocab, texts: tuple[str, ...], stop: tuple[str, ...], prompt: str):
+        self.vocab, self.texts, self.stop, self.held = vocab, texts, stop, ""
         self.prev = None if vocab.kind == "char" or prompt[-1].isspace() else (word_tokens(prompt)[-1:] or [None])[0]
 
     def _piece(self, token: int) -> str:
-        word = token_text(self.vocab, token)
+        word = self.texts[token]
         if self.vocab.kind == "char":
             return word
         space = self.prev is not None and word not in ATTACH_LEFT and self.prev not in OPENERS
@@ -100,9 +96,9 @@ class Detokenizer:
         return text
 
 
-def token_logprobs(vocab: Vocab, choice: sampling.Choice) -> dict:
-    return {"token": token_text(vocab, choice.token), "id": choice.token, "logprob": choice.logprob,
-            "top_logprobs": [{"token": token_text(vocab, t), "id": t, "logprob": lp} for t, lp in choice.top]}
+def token_logprobs(texts: tuple[str, ...], choice: sampling.Choice) -> dict:
+    return {"token": texts[choice.token], "id": choice.token, "logprob": choice.logprob,
+            "top_logprobs": [{"token": texts[t], "id": t, "logprob": lp} for t, lp in choice.top]}
 
 
 class Generation:
@@ -113,12 +109,12 @@ class Generation:
         if sched is None:
             raise BadInput(f"model {card.name!r} is a {card.task} model; generation serves char and word language "
                            f"models")
-        self.loaded, self.req, self.vocab = loaded, req, loaded.vocab
+        self.loaded, self.req, self.texts = loaded, req, sched.stepper.texts
         ids, self.prompt_tokens = sched.stepper.encode(req.prompt)
         rng, self.seed = sampling.generator(req.sampling.seed)
         self.scheduler = sched
         self.seq = sched.submit(Sequence(ids, req.sampling, rng, max_tokens=req.max_tokens,
-                                         pipeline=Detokenizer(loaded.vocab, req.stop, req.prompt)))
+                                         pipeline=Detokenizer(loaded.vocab, self.texts, req.stop, req.prompt)))
 
     def batches(self) -> AsyncIterator[list[Event]]:
         return self.scheduler.batches(self.seq)
@@ -132,5 +128,5 @@ class Generation:
         doc = {"finish_reason": finish, "generated_tokens": len(choices), "prompt_tokens": self.prompt_tokens,
                "seed": self.seed}
         if self.req.logprobs is not None:
-            doc["logprobs"] = [token_logprobs(self.vocab, c) for c in choices]
+            doc["logprobs"] = [token_logprobs(self.texts, c) for c in choices]
         return doc

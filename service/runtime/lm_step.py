@@ -47,6 +47,12 @@ def bos_padded(vocab: Vocab, n: int, seq: np.ndarray) -> np.ndarray:
     return np.concatenate(([vocab.id(vocab.bos)] * n, seq)).astype(np.int64)
 
 
+def token_texts(vocab: Vocab) -> tuple[str, ...]:
+    """Each token as it reads in text: the vocabulary, with the end token as its `eos_text` ("\\n")."""
+    eos = vocab.id(vocab.eos)
+    return tuple(vocab.eos_text if i == eos and vocab.eos_text else t for i, t in enumerate(vocab.tokens))
+
+
 def _open_char_text(text: str) -> str:
     """The prompt as the char models read it, its last paragraph left open (see the module docstring)."""
     stream = char_stream(text)
@@ -60,6 +66,7 @@ class RecurrentStep:
 
     def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn):
         self.card, self.vocab, self.run = card, vocab, run
+        self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.state_in = [s.name for s in card.inputs[1:]]  # h0 (, c0)
         self.state_out = [s.name for s in card.outputs[1:]]  # hn (, cn), in the same order
         self.logits = card.outputs[0].name
@@ -109,6 +116,7 @@ class RecurrentStep:
 class NgramStep:
     def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn):
         self.card, self.vocab, self.run = card, vocab, run
+        self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.n = card.preprocess.context_length  # N-1
         self.eos = vocab.id(vocab.eos)  # the end of a sentence (word) or paragraph (char) ends generation
         self.input, self.output = card.inputs[0].name, card.outputs[0].name

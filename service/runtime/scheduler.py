@@ -44,7 +44,7 @@ class TextPipeline(Protocol):
     def flush(self) -> str: ...  # text held back (a possible stop-sequence prefix) that is safe at the end
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     """One token for a sequence's consumer, or the error that ended it."""
 
