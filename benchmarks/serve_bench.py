@@ -8,12 +8,13 @@ What it measures, at each concurrency level (default 1, 16, 64), with a fixed nu
 (and a time cap per level so a slow machine still finishes):
 
   raw-ort    onnxruntime in this process: C threads calling session.run on batch-1 inputs, with the
-             session settings the server uses (ZOOSERVE_* / .env, via service.settings). Also a single
-             thread at the mean batch size the server's batcher formed (from /metrics), to compare the
-             server's throughput with the compute it actually ran.
-  bare       a minimal FastAPI/uvicorn app (this script, in a subprocess) that only parses the same V2
-             body into numpy (orjson.loads + np.asarray, or np.frombuffer for binary) and answers with a
-             tiny JSON: the ceiling for HTTP + body parsing on this machine.
+             server's own session options (service.runtime.repository.serving_session_options). Also a
+             single thread at the mean batch size the server's batcher formed (from /metrics), to compare
+             the server's throughput with the compute it actually ran.
+  bare       a minimal one-route FastAPI/uvicorn app (this script, in a subprocess) that only parses the
+             same V2 body with zooserve's parser (service.protocol.v2.parse_infer) and answers with a tiny
+             JSON: the ceiling for HTTP + body parsing in the service's framework.
+  bare-asgi  the same as a pure-ASGI callable (no framework): HTTP + parsing and nothing else.
   zooserve   `python -m service.cli` in a subprocess with ZOOSERVE_REPOSITORY=--models, over V2 JSON and
              over Triton's binary tensor extension.
 

@@ -194,6 +194,21 @@ def shipped_transformer() -> Path | None:
 
 
 @pytest.mark.skipif(shipped_transformer() is None, reason="models/tweets-transformer is not in this checkout")
+def test_shipped_tokenizer_gives_training_ids_as_its_card_says():
+    from service.card import load_card
+
+    folder = shipped_transformer()
+    card = load_card(folder)
+    pre = card.preprocess
+    blob = (folder / pre.tokenizer_file).read_bytes()
+    tok = SubwordTokenizer(blob, max_length=pre.max_length, special_tokens=pre.special_tokens,
+                           vocab_size=pre.vocab_size)
+    texts = TEXTS + [" ".join(["supercalifragilistic"] * 200), "RT @user: can't wait!!! #happy"]
+    assert [r.tolist() for r in tok.encode(texts)] == training_rows(blob, texts)
+    assert max(len(r) for r in tok.encode(texts)) == pre.max_length
+
+
+@pytest.mark.skipif(shipped_transformer() is None, reason="models/tweets-transformer is not in this checkout")
 def test_shipped_transformer_answers_the_same_padded_or_not(tmp_path, serve):
     folder = shipped_transformer()
     (tmp_path / "tweets-transformer").mkdir()
