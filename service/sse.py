@@ -6,9 +6,10 @@ than the model steps); they go out in one write, so a busy server sends fewer, l
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 import orjson
+from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from service.runtime.errors import ServiceError
@@ -22,9 +23,10 @@ def encode(event: dict | str) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-def response(source: AsyncIterator[list[dict | str]]) -> StreamingResponse:
+def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], None]) -> StreamingResponse:
     """Stream `source`. An error after the stream has started can only be told in-band: `{"error": ...}`.
-    When the client disconnects, Starlette cancels this generator, whose source then cancels its sequence."""
+    When the client disconnects, Starlette cancels the stream (the source's `finally` cancels its sequence);
+    `on_close` runs after the response in every case, also when the stream never started."""
 
     async def body():
         try:
@@ -33,4 +35,5 @@ def response(source: AsyncIterator[list[dict | str]]) -> StreamingResponse:
         except ServiceError as exc:
             yield encode({"error": str(exc)})
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS)
+    return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS,
+                             background=BackgroundTask(on_close))

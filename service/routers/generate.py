@@ -62,4 +62,4 @@ async def generate_stream(model: str, request: Request, repo: Repo, settings: Co
                 out.append(doc)
             yield out
 
-    return sse.response(events())
+    return sse.response(events(), gen.close)

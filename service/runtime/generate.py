@@ -18,6 +18,7 @@ from service.settings import Settings
 from service.text import Vocab, word_tokens
 
 DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions
+MAX_STOP_CHARS = 100
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed")
 PARAMETERS = ("max_tokens", "stop", "logprobs", *SAMPLING_FIELDS)
 ATTACH_LEFT = frozenset(",.!?;:)]}\u201d\u2019%")  # word tokens written without a space before them
@@ -41,7 +42,7 @@ def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> Gen
         raise BadInput(f'"{prompt_field}" has {len(prompt)} characters; the limit is {settings.generation_max_prompt_chars}')
     cap = settings.generation_max_tokens
     max_tokens = params.get("max_tokens")
-    max_tokens = DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens
+    max_tokens = min(DEFAULT_MAX_TOKENS, cap) if max_tokens is None else max_tokens
     if not sampling._is_int(max_tokens) or not 1 <= max_tokens <= cap:
         raise BadInput(f'"max_tokens" must be an integer from 1 to {cap}, got {_show(max_tokens)}')
     stop = params.get("stop")
@@ -50,6 +51,8 @@ def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> Gen
         raise BadInput(f'"stop" must be a non-empty string or a list of them, got {_show(stop)}')
     if len(stop) > settings.generation_max_stop:
         raise BadInput(f'"stop" has {len(stop)} sequences; at most {settings.generation_max_stop} are allowed')
+    if any(len(s) > MAX_STOP_CHARS for s in stop):  # each token checks every prefix: keep that cheap
+        raise BadInput(f'"stop" sequences are at most {MAX_STOP_CHARS} characters, got {max(map(len, stop))}')
     logprobs = params.get("logprobs")
     given = {k: params[k] for k in SAMPLING_FIELDS if params.get(k) is not None}
     sp = sampling.SamplingParams(**given, logprobs=0 if logprobs is None else logprobs)  # checks the ranges
@@ -118,6 +121,11 @@ class Generation:
 
     def batches(self) -> AsyncIterator[list[Event]]:
         return self.scheduler.batches(self.seq)
+
+    def close(self) -> None:
+        """The response is over: a sequence still running (its client left) stops before the next step."""
+        if not self.seq.done:
+            self.scheduler.cancel(self.seq)
 
     async def collect(self) -> tuple[str, str, list[sampling.Choice]]:
         """The whole answer: text, finish reason, and each token's choice."""

@@ -188,6 +188,8 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
         (gen, {"text_input": "a", "parameters": {"top_p": 0}}, 400, "top_p"),
         (gen, {"text_input": "a", "parameters": {"top_p": 1.5}}, 400, "top_p"),
         (gen, {"text_input": "a", "parameters": {"stop": ["a", "b", "c", "d", "e"]}}, 400, "stop"),
+        (gen, {"text_input": "a", "parameters": {"stop": ["x" * 101]}}, 400, "stop"),
+        (gen, {"text_input": "a", "parameters": {"stop": [""]}}, 400, "stop"),
         (gen, {"text_input": "a", "parameters": {"temprature": 1}}, 400, "temprature"),
         ("/v2/models/island-lstm/generate_stream", {"text_input": "a", "parameters": {"seed": -1}}, 400, "seed"),
         ("/v2/models/nope/generate", {"text_input": "a"}, 404, "nope"),
