@@ -742,8 +742,9 @@ def main(argv: list[str] | None = None) -> int:
                 sess, name = ctx[r.model]["session"], ctx[r.model]["input"]
                 xb = np.repeat(x, b, axis=0)
                 calls = max(20, plan.requests // b)
-                done, wall, _ = ort_threads(sess, lambda: {name: xb}, 1, calls, plan.max_seconds, 3)
-                cache[b] = done * b / wall
+                # Best of 3: the ceiling the server is compared with is never lowered by a noisy moment.
+                runs = [ort_threads(sess, lambda: {name: xb}, 1, calls, plan.max_seconds / 2, 3) for _ in range(3)]
+                cache[b] = max(done * b / wall for done, wall, _ in runs)
             r.ort_batch, r.ort_batch_rows_s = b, cache[b]
             r.vs_ort_batch = r.rps / cache[b]
 
