@@ -1,0 +1,29 @@
+"""benchmarks/serve_bench.py --dry-run: every target (raw ORT, both bare endpoints, zooserve over JSON and
+binary) runs and agrees with onnxruntime in-process. Speed is never asserted here: the script prints it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not (ROOT / "models" / "fashion-lenet").is_dir(), reason="the shipped models are not here")
+def test_serve_bench_dry_run_measures_every_target(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_bench.py"), "--dry-run", "--model",
+                           "fashion-lenet", "--concurrency", "1,4", "--requests", "20", "--idle-requests", "5",
+                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["target"], r["encoding"]) for r in rows} >= {
+        ("raw-ort", "-"), ("bare", "json"), ("bare", "binary"), ("bare-asgi", "json"), ("zooserve", "json"),
+        ("zooserve", "binary")}
+    zoo = [r for r in rows if r["target"] == "zooserve"]
+    assert all(r["errors"] == 0 and r["requests"] > 0 and r["vs_bare"] and r["ort_batch_rows_s"] for r in zoo)
+    assert "| target |" in proc.stdout and "cold start" in proc.stdout
