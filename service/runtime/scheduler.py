@@ -105,6 +105,10 @@ class Scheduler:
         self._m_waiting.set(0)
 
     @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
     def active(self) -> int:
         return len(self._active)
 

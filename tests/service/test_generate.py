@@ -228,3 +228,28 @@ def test_prompt_rules_and_unknown_characters_become_unk(model):
         assert vocab.decode(ids) == ["the", "<unk>", "<unk>"] and count == 6  # "€" and "ngineer" are unseen
     finished, _ = stepper.encode("It rained.")
     assert (len(finished) == 0) == (vocab.kind == "word")  # a finished sentence: a new one starts
+
+
+def test_unload_and_reload_stop_and_restart_the_scheduler(gen_repo, serve):
+    gen, body = "/v2/models/island-lstm/generate", {"text_input": PROMPT, "parameters": {"max_tokens": 5}}
+
+    async def run(client, app):
+        repo = app.state.repository
+        first = repo.get("island-lstm").scheduler
+        before = await client.post(gen, json=body)
+        unloaded = await client.post("/v2/repository/models/island-lstm/unload")
+        during = await client.post(gen, json=body)
+        refused = None
+        try:
+            first.submit(None)  # the old scheduler refuses work once drained
+        except Exception as exc:  # noqa: BLE001 - the type is what the test checks
+            refused = exc
+        loaded = await client.post("/v2/repository/models/island-lstm/load")
+        after = await client.post(gen, json=body)
+        return before, unloaded, during, refused, loaded, after, first, repo.get("island-lstm").scheduler
+
+    before, unloaded, during, refused, loaded, after, first, second = serve(gen_repo, run)
+    assert before.status_code == 200 and unloaded.status_code == 200 and loaded.status_code == 200
+    assert during.status_code == 503 and "island-lstm" in during.json()["error"]
+    assert type(refused).__name__ == "ModelNotReady" and not first.running and second.running
+    assert after.status_code == 200 and second is not first and second.active == 0
