@@ -254,3 +254,20 @@ def test_unload_and_reload_stop_and_restart_the_scheduler(gen_repo, serve):
     assert during.status_code == 503 and "island-lstm" in during.json()["error"]
     assert type(refused).__name__ == "ModelNotReady" and not first.running and second_ran
     assert after.status_code == 200 and second is not first and not second.running  # stopped at shutdown
+
+
+def test_beyond_the_queue_bound_requests_get_503_with_retry_after(gen_repo, serve):
+    long = {"text_input": PROMPT, "parameters": {"max_tokens": 400}}
+
+    async def run(client, app):
+        first = asyncio.ensure_future(client.post("/v2/models/island-lstm/generate", json=long))
+        sched = app.state.repository.get("island-lstm").scheduler
+        while sched.active + sched.waiting == 0:
+            await asyncio.sleep(0.001)
+        refused = await client.post("/v1/completions", json={"model": "island-lstm", "prompt": "a"})
+        return await first, refused
+
+    first, refused = serve(gen_repo, run, generation_max_active=1, generation_max_waiting=0)
+    assert first.status_code == 200 and first.json()["details"]["generated_tokens"] == 400
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "retry later" in refused.json()["error"]
