@@ -110,24 +110,25 @@ def _is_plain(p: SamplingParams) -> bool:
 
 
 def _choose_plain(logits: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator],
-                  exp_shifted: np.ndarray | None = None) -> dict[int, int]:
+                  cdf1: np.ndarray | None = None) -> dict[int, int]:
     """Steps 2 and 4 for the rows of logits (B, V) without top-k, top-p or penalty, all at once (the common
     case, and the per-row cost that would dominate a 32-row step). `choose` sends such rows here too, so a
     row gets the same token alone or in a batch: every reduction runs along its own row.
-    `exp_shifted`: exp(z - max z) per row, float64, when the caller has it (reused for temperature 1).
-    ufunc methods (np.add.accumulate, ...) skip numpy's Python wrappers: a few microseconds a call."""
+    `cdf1`: the rows' cumulative exp(z - max z) (temperature 1), float64, when the caller has it.
+    Few numpy calls, and ufunc methods (np.add.accumulate, ...) that skip numpy's Python wrappers: right
+    after an onnxruntime step the caches are cold, and each call costs several microseconds."""
     plain = [i for i, p in enumerate(params) if _is_plain(p)]
     greedy = [i for i in plain if params[i].temperature == 0]
     tempered = [i for i in plain if params[i].temperature != 0]
     out = dict(zip(greedy, np.argmax(logits[greedy], axis=-1).tolist())) if greedy else {}
     if tempered:
         temps = [params[i].temperature for i in tempered]
-        if exp_shifted is not None and all(t == 1 for t in temps):
-            e = exp_shifted[tempered]
+        if cdf1 is not None and all(t == 1 for t in temps):
+            cdf = cdf1 if len(tempered) == len(cdf1) else cdf1[tempered]
         else:
             z = np.asarray(logits[tempered], np.float64) / np.array(temps)[:, None]
-            e = np.exp(z - np.maximum.reduce(z, axis=-1, keepdims=True))
-        cdf = np.add.accumulate(e, axis=-1)  # unnormalised: scaled by u below
+            cdf = np.add.accumulate(np.exp(z - np.maximum.reduce(z, axis=-1, keepdims=True)), axis=-1)
+        # cdf is unnormalised: the uniform draw is scaled by its last value.
         u = np.array([rngs[i].random() for i in tempered]) * cdf[:, -1]
         picks = np.minimum(np.count_nonzero(cdf <= u[:, None], axis=-1), cdf.shape[1] - 1)  # searchsorted, right
         out.update(zip(tempered, picks.tolist()))
@@ -148,9 +149,9 @@ def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.nd
         raise ValueError("logits, params, histories and generators need one entry per row")
     z = logits.astype(np.float64)  # (B, V)
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
-    e = np.exp(z - zmax)
-    lse = zmax[:, 0] + np.log(np.add.reduce(e, axis=-1))  # (B,): log-softmax = z - lse
-    fast = _choose_plain(z, params, rngs, e)
+    cdf1 = np.add.accumulate(np.exp(z - zmax), axis=-1)  # (B, V); its last column is the softmax's sum
+    lse = zmax[:, 0] + np.log(cdf1[:, -1])  # (B,): log-softmax = z - lse
+    fast = _choose_plain(z, params, rngs, cdf1)
     tokens = [fast[i] if i in fast else choose(logits[i], params[i], histories[i], rngs[i]) for i in range(len(z))]
     chosen = (z[np.arange(len(z)), tokens] - lse).tolist()  # the model's log-probability of each choice
     out = []
