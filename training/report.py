@@ -64,8 +64,10 @@ def latest_cards(repository: Path) -> list[tuple[Path, ModelCard]]:
     return [newest[name] for name in sorted(newest)]
 
 
-def torch_model(card: ModelCard, runs: Path) -> tuple[nn.Module | None, str | None]:
-    """The float model with its checkpoint weights, or (None, why not) for the footnotes."""
+def torch_model(card: ModelCard, runs: Path, build=None) -> tuple[nn.Module | None, str | None]:
+    """The float model with its checkpoint weights, or (None, why not) for the footnotes.
+
+    `build(card)` makes the untrained module; by default the zoo's image architecture the card names."""
     if card.quantization is not None:
         return None, "an INT8 graph has no PyTorch counterpart"
     ckpt = runs / card.name / "last.pt"
@@ -74,7 +76,7 @@ def torch_model(card: ModelCard, runs: Path) -> tuple[nn.Module | None, str | No
     try:
         # weights_only: checkpoints are plain tensors and values; never unpickle code from disk.
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model = build_config(card.training.arch, card.training.model_config_).build()
+        model = build(card) if build else build_config(card.training.arch, card.training.model_config_).build()
         model.load_state_dict(state["best_model"])
     except Exception as exc:  # a stale or foreign checkpoint must not sink the whole report
         return None, f"checkpoint {ckpt} does not fit the card ({type(exc).__name__}: {exc})"
@@ -140,13 +142,18 @@ def ms(value: float | None) -> str:
     return NA if value is None else f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 
-def row(card: ModelCard, timings: dict[int, tuple[float, float | None]]) -> list[str]:
-    cells = [card.name, card.family, accuracy_cell(card), f"{card.training.parameters:,}", size(card.artifact.bytes),
-             minutes(card.training.wall_time_s)]
+def speed_cells(timings: dict[int, tuple[float, float | None]]) -> list[str]:
+    """ORT ms, PyTorch ms and the speed-up, for each batch size."""
+    cells = []
     for batch in BATCHES:
         ort_ms, torch_ms = timings[batch]
         cells += [ms(ort_ms), ms(torch_ms), NA if torch_ms is None else f"{torch_ms / ort_ms:.2f}x"]
     return cells
+
+
+def row(card: ModelCard, timings: dict[int, tuple[float, float | None]]) -> list[str]:
+    return [card.name, card.family, accuracy_cell(card), f"{card.training.parameters:,}", size(card.artifact.bytes),
+            minutes(card.training.wall_time_s), *speed_cells(timings)]
 
 
 def markdown_table(rows: list[list[str]]) -> str:
@@ -165,10 +172,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def footer(notes: list[str], threads: int, repeats: dict[int, int], warmup: int) -> str:
+def footer(notes: list[str], threads: int, repeats: dict[int, int], warmup: int,
+           inputs: str = "random inputs of the card's shape") -> str:
     runs = " and ".join(f"{n} runs at batch {b}" for b, n in repeats.items())
-    lines = [f"Inference: median milliseconds per batch over {runs} (after {warmup} warm-up), random "
-             "inputs of the card's shape, ORT and PyTorch runs interleaved; speed-up = PyTorch ms / ORT ms "
+    lines = [f"Inference: median milliseconds per batch over {runs} (after {warmup} warm-up), {inputs}, "
+             "ORT and PyTorch runs interleaved; speed-up = PyTorch ms / ORT ms "
              "(above 1x: onnxruntime is faster).", ""]
     if notes:
         lines += [f"- {note}" for note in notes] + [""]

@@ -25,8 +25,8 @@ from tokenizers import Tokenizer
 from service.card import ModelCard
 from training import baseline_tfidf
 from training.data import tweets
-from training.report import (BATCHES, NA, footer, interleaved_medians, latest_cards, minutes, ms, ort_session, size,
-                             splice)
+from training.report import (BATCHES, NA, footer, interleaved_medians, latest_cards, minutes, ort_session, size,
+                             speed_cells, splice, torch_model)
 from training.text_tokenizer import encode
 from training.zoo.transformer import TransformerConfig
 
@@ -47,15 +47,8 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def torch_encoder(card: ModelCard, runs: Path) -> tuple[torch.nn.Module | None, str | None]:
-    if card.quantization is not None:
-        return None, "an INT8 graph has no PyTorch counterpart"
-    ckpt = runs / card.name / "last.pt"
-    if not ckpt.is_file():
-        return None, f"checkpoint {ckpt} not found"
-    model = TransformerConfig(**card.training.model_config_).build()
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True)["best_model"])
-    return model.eval(), None
+def build_encoder(card: ModelCard) -> torch.nn.Module:
+    return TransformerConfig(**card.training.model_config_).build()
 
 
 def time_model(model_dir: Path, card: ModelCard, model, texts: list[str], threads: int, repeats: int) -> dict:
@@ -89,11 +82,7 @@ def time_baseline(split: tweets.Split, repeats: int) -> tuple[dict, dict]:
 
 
 def cells(name: str, acc: float, f1: float, params: str, nbytes: str, train: str, timings: dict) -> list[str]:
-    row = [name, f"{acc:.2%}", f"{f1:.4f}", params, nbytes, train]
-    for batch in BATCHES:
-        ort_ms, torch_ms = timings[batch]
-        row += [ms(ort_ms), ms(torch_ms), NA if torch_ms is None else f"{torch_ms / ort_ms:.2f}x"]
-    return row
+    return [name, f"{acc:.2%}", f"{f1:.4f}", params, nbytes, train, *speed_cells(timings)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         for model_dir, card in entries:
             print(f"timing {card.name} v{card.version} ...", file=sys.stderr, flush=True)
-            model, why_not = torch_encoder(card, args.runs)
+            model, why_not = torch_model(card, args.runs, build_encoder)
             test = next(m for m in card.metrics if m.split == "test")
             rows.append(cells(card.name, test.accuracy, test.macro_f1, f"{card.training.parameters:,}",
                               size(card.artifact.bytes), minutes(card.training.wall_time_s),
@@ -126,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                  "same raw texts; it has no ONNX graph.")
     lines = [HEADER, ["---"] + ["---:"] * (len(HEADER) - 1)] + rows
     block = "\n".join("| " + " | ".join(c) + " |" for c in lines) + "\n\n" + footer(
-        notes, args.threads, {b: repeats for b in BATCHES}, 3).replace("random inputs of the card's shape",
-                                                                       "the first test texts")
+        notes, args.threads, {b: repeats for b in BATCHES}, 3, inputs="the first test texts")
     print(block)
     if args.readme:
         args.readme.write_text(splice(args.readme.read_text(), block, args.readme, BEGIN, END))
