@@ -6,6 +6,7 @@ Nothing happens at import time; models load in the lifespan, when the server sta
 from __future__ import annotations
 
 import logging
+import sys
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -28,6 +29,10 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # A model thread returning from onnxruntime needs the GIL back, and a busy event loop holds it until
+        # the switch interval runs out: at Python's 5 ms, ResNet's batch thread sat idle ~2 ms between
+        # batches of 32 at 64 clients (benchmarks/serve_bench.py); at 100 us, ~0.5 ms.
+        sys.setswitchinterval(settings.gil_switch_interval_us / 1e6)
         log.info("loading models from %s with providers %s", settings.repository, repo.providers)
         await repo.load_all()
         app.state.started = True

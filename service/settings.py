@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = one fewer than the usable "
                                                        "cores (at least 1), leaving a core to the event loop")
     inter_op_threads: int = Field(0, ge=0, description="threads across operators; 0 = onnxruntime's default")
+    gil_switch_interval_us: float = Field(
+        100.0, gt=0, description="how long a thread may wait for the GIL before it asks the holder to let go "
+        "(Python's default is 5000); onnxruntime threads hand results back to the event loop sooner")
     graph_optimization: Literal["disable", "basic", "extended", "all"] = Field("all", description="onnxruntime graph optimisation level")
     max_batch_size: int | None = Field(None, ge=1, description="default rows per batch; default: each card's hint")
     max_delay_ms: float | None = Field(None, ge=0, description="default batching delay; default: each card's hint")

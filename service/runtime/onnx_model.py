@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,9 @@ class OnnxModel:
             for spec in specs:
                 _check_spec(kind, spec, by_name[spec.name])
 
-    @property
+    @cached_property
     def batchable(self) -> bool:
-        """Batching needs a dynamic first axis on every input and output."""
+        """Batching needs a dynamic first axis on every input and output (asked on every request)."""
         return all(s.shape and s.shape[0] == -1 for s in (*self.card.inputs, *self.card.outputs))
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

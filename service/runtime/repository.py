@@ -121,12 +121,37 @@ def subword_tokenizer(folder: Path, card: ModelCard, blobs: dict[str, bytes]) ->
         raise ModelLoadError(f"{folder / pre.tokenizer_file}: {exc}") from exc
 
 
+class _Table(dict):
+    """(name, version) -> Entry, plus each name's entries in version order (`by_name`), kept up to date on
+    every change. Changes are rare (loads, unloads); lookups happen on every request, and sorting the whole
+    table per request cost the V2 infer path 8% of its event-loop time at 64 clients (py-spy)."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_name: dict[str, list[Entry]] = {}
+
+    def __setitem__(self, key: tuple[str, int], entry: Entry) -> None:
+        super().__setitem__(key, entry)
+        self._index(key[0])
+
+    def __delitem__(self, key: tuple[str, int]) -> None:
+        super().__delitem__(key)
+        self._index(key[0])
+
+    def _index(self, name: str) -> None:
+        versions = sorted(v for n, v in self if n == name)
+        if versions:
+            self.by_name[name] = [self[(name, v)] for v in versions]
+        else:
+            self.by_name.pop(name, None)
+
+
 class ModelRepository:
     def __init__(self, settings: Settings, available_providers: list[str] | None = None):
         self.settings = settings
         self.root = Path(settings.repository)
         self.providers = select_providers(settings.providers, available_providers or ort.get_available_providers())
-        self._entries: dict[tuple[str, int], Entry] = {}
+        self._entries = _Table()
         self._locks: dict[str, asyncio.Lock] = {}
         self._poller: asyncio.Task | None = None
 
@@ -278,19 +303,20 @@ class ModelRepository:
         return [self._entries[k] for k in sorted(self._entries)]
 
     def knows(self, name: str) -> bool:
-        return any(n == name for n, _ in self._entries)
+        return name in self._entries.by_name
 
     def versions(self, name: str) -> list[Entry]:
-        found = [e for e in self.entries() if e.name == name]
+        """`name`'s entries, oldest version first."""
+        found = self._entries.by_name.get(name)
         if not found:
             raise ModelNotFound(f"unknown model {name!r}")
-        return found
+        return list(found)
 
     def entry(self, name: str, version: int | None = None) -> Entry:
-        entries = self.versions(name)
+        entries = self._entries.by_name.get(name) or self.versions(name)
         if version is None:
-            ready = [e for e in entries if e.state == READY]
-            return ready[-1] if ready else entries[-1]
+            # The newest ready version, else the newest (whose state explains why it does not serve).
+            return next((e for e in reversed(entries) if e.state == READY), entries[-1])
         for e in entries:
             if e.version == version:
                 return e

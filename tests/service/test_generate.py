@@ -5,6 +5,7 @@ seed giving the same text alone or in a crowd, and bad requests."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import json
 from pathlib import Path
 
@@ -260,11 +261,15 @@ def test_beyond_the_queue_bound_requests_get_503_with_retry_after(gen_repo, serv
     long = {"text_input": PROMPT, "parameters": {"max_tokens": 400}}
 
     async def run(client, app):
-        first = asyncio.ensure_future(client.post("/v2/models/island-lstm/generate", json=long))
         sched = app.state.repository.get("island-lstm").scheduler
+        # Hold the first sequence's steps until the second request has its answer: it must still be active.
+        gate, real = threading.Event(), sched.stepper.step
+        sched.stepper.step = lambda *a: (gate.wait(10), real(*a))[1]
+        first = asyncio.ensure_future(client.post("/v2/models/island-lstm/generate", json=long))
         while sched.active + sched.waiting == 0:
             await asyncio.sleep(0.001)
         refused = await client.post("/v1/completions", json={"model": "island-lstm", "prompt": "a"})
+        gate.set()
         return await first, refused
 
     first, refused = serve(gen_repo, run, generation_max_active=1, generation_max_waiting=0)
