@@ -266,7 +266,7 @@ def test_beyond_the_queue_bound_requests_get_503_with_retry_after(gen_repo, serv
         gate, real = threading.Event(), sched.stepper.step
         sched.stepper.step = lambda *a: (gate.wait(10), real(*a))[1]
         first = asyncio.ensure_future(client.post("/v2/models/island-lstm/generate", json=long))
-        while sched.active + sched.waiting == 0:
+        while sched.active == 0:  # prefilled and stepping (held at its first step)
             await asyncio.sleep(0.001)
         refused = await client.post("/v1/completions", json={"model": "island-lstm", "prompt": "a"})
         gate.set()
