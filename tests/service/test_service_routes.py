@@ -3,6 +3,8 @@ on the same ONNX file."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import orjson
 import pytest
@@ -103,6 +105,19 @@ def test_batching_settings_override_the_card(call):
     (meta,) = call(("GET", "/v2/models/lin", {}), max_delay_ms=7.5, batching={"lin": {"max_batch_size": 3}})
     assert meta.json()["parameters"]["max_batch_size"] == 3  # per-model override
     assert meta.json()["parameters"]["max_delay_ms"] == pytest.approx(7.5)  # global override
+
+
+def test_the_server_sets_the_gil_switch_interval_from_its_settings(make_repo, serve):
+    before = sys.getswitchinterval()
+
+    async def body(client, app):
+        return sys.getswitchinterval()
+
+    try:
+        seen = serve(make_repo(("lin", 1)).root, body, gil_switch_interval_us=250)
+    finally:
+        sys.setswitchinterval(before)
+    assert seen == pytest.approx(250e-6)
 
 
 def test_model_ready_without_and_with_version(call):
