@@ -3,7 +3,8 @@
 A sequence is `(state, pending)`: `pending` is its newest token, which the model has not read yet, and
 `state` is what the model has read so far:
 
-* recurrent (rnn/lstm/gru): the hidden state(s), each (layers, 1, hidden), after reading every earlier token;
+* recurrent (rnn/lstm/gru): the hidden state(s) after reading every earlier token, as a row handle
+  `(batch state, b)`: row b of a step's (layers, B, hidden) outputs;
 * n-gram: the N-1 tokens before `pending`, (N-1,) int64.
 
 `start(prompts)` makes the first (state, pending) of each new sequence (recurrent prefill runs the graph).
@@ -95,8 +96,20 @@ class RecurrentStep:
         return out
 
     def _scatter(self, state: dict[str, np.ndarray], batch: int) -> list[State]:
-        """(layers, B, hidden) per state input -> B states of (layers, 1, hidden), views of the same arrays."""
-        return [{name: state[name][:, b:b + 1] for name in self.state_in} for b in range(batch)]
+        """(layers, B, hidden) per state input -> B row handles `(state, b)`: row b of the batch's arrays,
+        sliced only when a later batch gathers rows of different steps (tuples: no per-row array views)."""
+        return [(state, b) for b in range(batch)]
+
+    def _gather(self, states: list[State]) -> dict[str, np.ndarray]:
+        """Rows -> (layers, B, hidden) per state input: one take per run of rows from the same batch."""
+        runs: list[tuple[dict, list[int]]] = []
+        for src, b in states:
+            if runs and runs[-1][0] is src:
+                runs[-1][1].append(b)
+            else:
+                runs.append((src, [b]))
+        return {name: np.concatenate([src[name][:, rows] for src, rows in runs], axis=1) if len(runs) > 1
+                else runs[0][0][name][:, runs[0][1]] for name in self.state_in}
 
     def step(self, states: list[State], pending: np.ndarray) -> tuple[np.ndarray, list[State]]:
         feeds = {"tokens": pending.astype(np.int64)[:, None]}  # (B, 1)
@@ -104,8 +117,7 @@ class RecurrentStep:
         if last is not None and len(last[0]) == len(states) and all(a is b for a, b in zip(last[0], states)):
             feeds |= last[1]  # the same rows in the same order as the last step: its outputs are the batch
         else:
-            for name in self.state_in:  # gather: (layers, B, hidden)
-                feeds[name] = np.concatenate([s[name] for s in states], axis=1)
+            feeds |= self._gather(states)
         out = self.run(feeds)
         state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
         new = self._scatter(state, len(states))

@@ -17,7 +17,9 @@ same as the scoring endpoint's figures.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -96,7 +98,7 @@ def filtered_logprobs(logits: np.ndarray, params: SamplingParams, history: np.nd
 def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng: np.random.Generator) -> int:
     """The next token id for one row of logits (V,)."""
     if _is_plain(params):
-        return _choose_plain(logits[None], [params], [rng])[0]
+        return _choose_plain(np.asarray(logits, np.float64)[None], [params], [rng], [0])[0]
     if params.temperature == 0:
         return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
     probs = np.exp(filtered_logprobs(logits, params, history))
@@ -109,34 +111,36 @@ def _is_plain(p: SamplingParams) -> bool:
     return p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0
 
 
-def _choose_plain(logits: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator],
-                  cdf1: np.ndarray | None = None) -> dict[int, int]:
-    """Steps 2 and 4 for the rows of logits (B, V) without top-k, top-p or penalty, all at once (the common
-    case, and the per-row cost that would dominate a 32-row step). `choose` sends such rows here too, so a
-    row gets the same token alone or in a batch: every reduction runs along its own row.
-    `cdf1`: the rows' cumulative exp(z - max z) (temperature 1), float64, when the caller has it.
-    Few numpy calls, and ufunc methods (np.add.accumulate, ...) that skip numpy's Python wrappers: right
-    after an onnxruntime step the caches are cold, and each call costs several microseconds."""
-    plain = [i for i, p in enumerate(params) if _is_plain(p)]
-    greedy = [i for i in plain if params[i].temperature == 0]
-    tempered = [i for i in plain if params[i].temperature != 0]
-    out = dict(zip(greedy, np.argmax(logits[greedy], axis=-1).tolist())) if greedy else {}
+def _choose_plain(z: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator], rows: list[int],
+                  cdf1: np.ndarray | None = None, total1: list[float] | None = None) -> dict[int, int]:
+    """Steps 2 and 4 for `rows` of z (B, V) float64, rows without top-k, top-p or penalty, all at once (the
+    common case, and the per-row cost that would dominate a 32-row step). `choose` sends such a row here
+    too, so a row gets the same token alone or in a batch: every reduction runs along its own row.
+    `cdf1`, `total1`: the rows' cumulative exp(z - max z) (temperature 1) and its last column, when the
+    caller has them. Few numpy calls, and ufunc methods (np.add.reduce, ...) that skip numpy's Python
+    wrappers: right after an onnxruntime step the caches are cold, and each call costs several microseconds."""
+    greedy = [i for i in rows if params[i].temperature == 0]
+    tempered = [i for i in rows if params[i].temperature != 0] if greedy else rows
+    out = {}
+    if greedy:
+        out = dict(zip(greedy, np.argmax(z if len(greedy) == len(z) else z[greedy], axis=-1).tolist()))
     if tempered:
-        temps = [params[i].temperature for i in tempered]
-        if cdf1 is not None and all(t == 1 for t in temps):
+        if cdf1 is not None and all(params[i].temperature == 1 for i in tempered):
             cdf = cdf1 if len(tempered) == len(cdf1) else cdf1[tempered]
+            totals = total1 if len(tempered) == len(cdf1) else [total1[i] for i in tempered]
         else:
-            z = np.asarray(logits[tempered], np.float64) / np.array(temps)[:, None]
-            cdf = np.add.accumulate(np.exp(z - np.maximum.reduce(z, axis=-1, keepdims=True)), axis=-1)
-        # cdf is unnormalised: the uniform draw is scaled by its last value.
-        u = np.array([rngs[i].random() for i in tempered]) * cdf[:, -1]
-        picks = np.minimum(np.count_nonzero(cdf <= u[:, None], axis=-1), cdf.shape[1] - 1)  # searchsorted, right
-        out.update(zip(tempered, picks.tolist()))
+            zt = (z if len(tempered) == len(z) else z[tempered]) / np.array([params[i].temperature for i in tempered])[:, None]
+            cdf = np.add.accumulate(np.exp(zt - np.maximum.reduce(zt, axis=-1, keepdims=True)), axis=-1)
+            totals = cdf[:, -1].tolist()
+        # cdf is unnormalised: the uniform draw is scaled by its last value (float64 products, as numpy's).
+        u = np.array([rngs[i].random() * t for i, t in zip(tempered, totals)])
+        last = cdf.shape[1] - 1
+        picks = np.add.reduce(cdf <= u[:, None], axis=-1).tolist()  # searchsorted(cdf, u, "right") per row
+        out.update((i, min(k, last)) for i, k in zip(tempered, picks))
     return out
 
 
-@dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):  # a tuple: made for every row of every step
     token: int
     logprob: float  # the model's log-probability of `token`
     top: list[tuple[int, float]]  # the model's `logprobs` most likely tokens with their log-probabilities
@@ -150,10 +154,15 @@ def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.nd
     z = logits.astype(np.float64)  # (B, V)
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
     cdf1 = np.add.accumulate(np.exp(z - zmax), axis=-1)  # (B, V); its last column is the softmax's sum
-    lse = zmax[:, 0] + np.log(cdf1[:, -1])  # (B,): log-softmax = z - lse
-    fast = _choose_plain(z, params, rngs, cdf1)
-    tokens = [fast[i] if i in fast else choose(logits[i], params[i], histories[i], rngs[i]) for i in range(len(z))]
-    chosen = (z[np.arange(len(z)), tokens] - lse).tolist()  # the model's log-probability of each choice
+    total = cdf1[:, -1].tolist()
+    lse = [m + math.log(t) for m, t in zip(zmax[:, 0].tolist(), total)]  # log-softmax = z - lse, per row
+    plain = [i for i, p in enumerate(params) if _is_plain(p)]
+    fast = _choose_plain(z, params, rngs, plain, cdf1, total) if plain else {}
+    if len(fast) == len(z):
+        tokens = [fast[i] for i in range(len(z))]
+    else:
+        tokens = [fast[i] if i in fast else choose(logits[i], params[i], histories[i], rngs[i]) for i in range(len(z))]
+    chosen = z[np.arange(len(z)), tokens].tolist()
     out = []
     for i, token in enumerate(tokens):
         top: list[tuple[int, float]] = []
@@ -161,7 +170,7 @@ def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.nd
             row = z[i] - lse[i]
             ids = np.argsort(-row, kind="stable")[:params[i].logprobs]
             top = [(int(t), float(row[t])) for t in ids]
-        out.append(Choice(token, chosen[i], top))
+        out.append(Choice(token, chosen[i] - lse[i], top))  # the model's log-probability of each choice
     return out
 
 
