@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -97,8 +97,10 @@ def filtered_logprobs(logits: np.ndarray, params: SamplingParams, history: np.nd
 
 def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng: np.random.Generator) -> int:
     """The next token id for one row of logits (V,)."""
-    if _is_plain(params):
-        return _choose_plain(np.asarray(logits, np.float64)[None], [params], [rng], [0])[0]
+    if _is_plain(params):  # the batched path on a batch of one, so a row gets the same token alone
+        z = np.asarray(logits, np.float64)[None]
+        cdf1 = np.add.accumulate(np.exp(z - np.maximum.reduce(z, axis=-1, keepdims=True)), axis=-1)
+        return _plain_tokens(z, cdf1, cdf1[:, -1].tolist(), Plan([params]), [rng], [0])[0]
     if params.temperature == 0:
         return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
     probs = np.exp(filtered_logprobs(logits, params, history))
@@ -111,44 +113,74 @@ def _is_plain(p: SamplingParams) -> bool:
     return p.top_k == 0 and p.top_p == 1.0 and p.repetition_penalty == 1.0
 
 
-def _choose_plain(z: np.ndarray, params: list[SamplingParams], rngs: list[np.random.Generator], rows: list[int],
-                  cdf1: np.ndarray | None = None, total1: list[float] | None = None) -> dict[int, int]:
-    """Steps 2 and 4 for `rows` of z (B, V) float64, rows without top-k, top-p or penalty, all at once (the
-    common case, and the per-row cost that would dominate a 32-row step). `choose` sends such a row here
-    too, so a row gets the same token alone or in a batch: every reduction runs along its own row.
-    `cdf1`, `total1`: the rows' cumulative exp(z - max z) (temperature 1) and its last column, when the
-    caller has them. Few numpy calls, and ufunc methods (np.add.reduce, ...) that skip numpy's Python
-    wrappers: right after an onnxruntime step the caches are cold, and each call costs several microseconds."""
-    greedy = [i for i in rows if params[i].temperature == 0]
-    tempered = [i for i in rows if params[i].temperature != 0] if greedy else rows
-    out = {}
-    if greedy:
-        out = dict(zip(greedy, np.argmax(z if len(greedy) == len(z) else z[greedy], axis=-1).tolist()))
-    if tempered:
-        if cdf1 is not None and all(params[i].temperature == 1 for i in tempered):
-            cdf = cdf1 if len(tempered) == len(cdf1) else cdf1[tempered]
-            totals = total1 if len(tempered) == len(cdf1) else [total1[i] for i in tempered]
-        else:
-            zt = (z if len(tempered) == len(z) else z[tempered]) / np.array([params[i].temperature for i in tempered])[:, None]
-            cdf = np.add.accumulate(np.exp(zt - np.maximum.reduce(zt, axis=-1, keepdims=True)), axis=-1)
-            totals = cdf[:, -1].tolist()
-        # cdf is unnormalised: the uniform draw is scaled by its last value (float64 products, as numpy's).
-        u = np.array([rngs[i].random() * t for i, t in zip(tempered, totals)])
-        last = cdf.shape[1] - 1
-        picks = np.add.reduce(cdf <= u[:, None], axis=-1).tolist()  # searchsorted(cdf, u, "right") per row
-        out.update((i, min(k, last)) for i, k in zip(tempered, picks))
-    return out
+class Plan:
+    """Which rows of a batch sample how, worked out once per batch composition (the scheduler keeps it
+    while no sequence joins or leaves) rather than on every step. Plain rows (no top-k, top-p or penalty,
+    the common case) are sampled together: greedy ones in one argmax, temperature-1 ones from the step's
+    own softmax, other temperatures in one scaled softmax; the rest (`special`) one by one (`choose`)."""
+
+    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs")
+
+    def __init__(self, params: list[SamplingParams]):
+        self.params = params
+        plain = [i for i, p in enumerate(params) if _is_plain(p)]
+        self.greedy = [i for i in plain if params[i].temperature == 0]
+        self.unit = [i for i in plain if params[i].temperature == 1]
+        self.scaled = [i for i in plain if params[i].temperature not in (0, 1)]
+        self.temps = np.array([params[i].temperature for i in self.scaled], np.float64)[:, None]  # (S, 1)
+        self.special = [i for i, p in enumerate(params) if not _is_plain(p)]
+        self.logprobs = any(p.logprobs for p in params)
+
+
+def _plain_tokens(z: np.ndarray, cdf1: np.ndarray, total: list[float], plan: Plan,
+                  rngs: list[np.random.Generator], tokens: list[int]) -> list[int]:
+    """Steps 2 and 4 for the plan's plain rows of z (B, V) float64, into `tokens`. `cdf1` (B, V): each row's
+    cumulative exp(z - max z), `total` its last column. Every reduction runs along its own row, so a row's
+    token does not depend on the others. Few numpy calls, and ufunc methods (np.add.reduce, ...) that skip
+    numpy's Python wrappers: right after an onnxruntime step the caches are cold, and each call costs
+    several microseconds."""
+    b = len(z)
+    if plan.greedy:
+        picks = np.argmax(z if len(plan.greedy) == b else z[plan.greedy], axis=-1).tolist()
+        for i, k in zip(plan.greedy, picks):
+            tokens[i] = k
+    if plan.unit:
+        whole = len(plan.unit) == b
+        _draw(cdf1 if whole else cdf1[plan.unit], total if whole else [total[i] for i in plan.unit], plan.unit,
+              rngs, tokens)
+    if plan.scaled:
+        zt = z[plan.scaled] / plan.temps
+        cdf = np.add.accumulate(np.exp(zt - np.maximum.reduce(zt, axis=-1, keepdims=True)), axis=-1)
+        _draw(cdf, cdf[:, -1].tolist(), plan.scaled, rngs, tokens)
+    return tokens
+
+
+def _draw(cdf: np.ndarray, totals: list[float], rows: list[int], rngs: list[np.random.Generator],
+          tokens: list[int]) -> None:
+    """Inverse CDF with one uniform draw per row; cdf (R, V) is unnormalised, so the draw is scaled by its
+    last value (float64 products, as numpy's)."""
+    u = np.array([rngs[i].random() * t for i, t in zip(rows, totals)])
+    last = cdf.shape[1] - 1
+    picks = np.add.reduce(cdf <= u[:, None], axis=-1).tolist()  # searchsorted(cdf, u, "right") per row
+    for i, k in zip(rows, picks):
+        tokens[i] = min(k, last)
 
 
 class Choice(NamedTuple):  # a tuple: made for every row of every step
     token: int
     logprob: float  # the model's log-probability of `token`
-    top: list[tuple[int, float]]  # the model's `logprobs` most likely tokens with their log-probabilities
+    top: Sequence[tuple[int, float]]  # the model's `logprobs` most likely tokens with their log-probabilities
 
 
-def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.ndarray],
+NO_TOP: tuple = ()
+
+
+def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: list[np.ndarray],
          rngs: list[np.random.Generator]) -> list[Choice]:
-    """One token for each row of logits (B, V); row i uses params[i], histories[i] and rngs[i] only."""
+    """One token for each row of logits (B, V); row i uses params[i], histories[i] and rngs[i] only.
+    `params` may come as a Plan made earlier for the same rows."""
+    plan = params if isinstance(params, Plan) else Plan(params)
+    params = plan.params
     if not (len(logits) == len(params) == len(histories) == len(rngs)):
         raise ValueError("logits, params, histories and generators need one entry per row")
     z = logits.astype(np.float64)  # (B, V)
@@ -156,13 +188,12 @@ def step(logits: np.ndarray, params: list[SamplingParams], histories: list[np.nd
     cdf1 = np.add.accumulate(np.exp(z - zmax), axis=-1)  # (B, V); its last column is the softmax's sum
     total = cdf1[:, -1].tolist()
     lse = [m + math.log(t) for m, t in zip(zmax[:, 0].tolist(), total)]  # log-softmax = z - lse, per row
-    plain = [i for i, p in enumerate(params) if _is_plain(p)]
-    fast = _choose_plain(z, params, rngs, plain, cdf1, total) if plain else {}
-    if len(fast) == len(z):
-        tokens = [fast[i] for i in range(len(z))]
-    else:
-        tokens = [fast[i] if i in fast else choose(logits[i], params[i], histories[i], rngs[i]) for i in range(len(z))]
+    tokens = _plain_tokens(z, cdf1, total, plan, rngs, [0] * len(z))
+    for i in plan.special:
+        tokens[i] = choose(logits[i], params[i], histories[i], rngs[i])
     chosen = z[np.arange(len(z)), tokens].tolist()
+    if not plan.logprobs:  # the model's log-probability of each choice, no alternatives
+        return [Choice(t, c - m, NO_TOP) for t, c, m in zip(tokens, chosen, lse)]
     out = []
     for i, token in enumerate(tokens):
         top: list[tuple[int, float]] = []

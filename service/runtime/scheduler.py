@@ -65,7 +65,10 @@ class Sequence:
     def __init__(self, ids: np.ndarray, params: sampling.SamplingParams, rng: np.random.Generator, *,
                  max_tokens: int, pipeline: TextPipeline):
         self.ids, self.params, self.rng, self.max_tokens, self.pipeline = ids, params, rng, max_tokens, pipeline
-        self.events: asyncio.Queue[Event] = asyncio.Queue()
+        # Events for the consumer (event loop only): a list and one future to wake it, cheaper than an
+        # asyncio.Queue's put/get per token.
+        self.events: list[Event] = []
+        self.waiter: asyncio.Future | None = None
         self.cancelled = self.done = False
         self.generated = 0
         self.state, self.pending = None, -1
@@ -73,6 +76,20 @@ class Sequence:
         self.history: list[int] | None = ids.tolist() if params.repetition_penalty != 1.0 else None
         self.t_queued = time.perf_counter()
         self.t_first = 0.0
+
+
+class _Rows:
+    """What a step needs from its B sequences that changes only when one joins or leaves; `_active` is a new
+    list whenever that happens, so `seqs is self._active` tells whether this is still current."""
+
+    __slots__ = ("seqs", "plan", "rngs", "histories", "with_history")
+
+    def __init__(self, seqs: list[Sequence]):
+        self.seqs = seqs
+        self.plan = sampling.Plan([s.params for s in seqs])
+        self.rngs = [s.rng for s in seqs]
+        self.histories = [NO_HISTORY] * len(seqs)  # refreshed each step for the rows with a history
+        self.with_history = [i for i, s in enumerate(seqs) if s.history is not None]
 
 
 class Scheduler:
@@ -88,6 +105,7 @@ class Scheduler:
         self._polling = False  # the loop collects the outbox on a timer (under _outbox_lock)
         self._poll_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._rows: _Rows | None = None  # the worker's, for the current self._active
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.steps = 0
@@ -150,9 +168,13 @@ class Scheduler:
         """The sequence's events, in lists of those ready together; closing the iterator early cancels it."""
         try:
             while not seq.done:
-                ready = [await seq.events.get()]
-                while not seq.events.empty():
-                    ready.append(seq.events.get_nowait())
+                if not seq.events:
+                    seq.waiter = self._loop.create_future()
+                    try:
+                        await seq.waiter
+                    finally:
+                        seq.waiter = None
+                ready, seq.events = seq.events, []
                 last = ready[-1]
                 seq.done = last.finish is not None
                 if last.error is not None:
@@ -192,7 +214,7 @@ class Scheduler:
             return
         for seq, (state, pending) in zip(new, starts):
             seq.state, seq.pending = state, pending
-            self._active.append(seq)
+        self._active = self._active + new  # a new list whenever the rows change (see _Rows)
 
     def _step(self) -> None:
         act = self._active
@@ -201,10 +223,14 @@ class Scheduler:
             self._m_active.set(len(act))
             if not act:
                 return
+        rows = self._rows
+        if rows is None or rows.seqs is not act:
+            rows = self._rows = _Rows(act)
         try:
             logits, states = self.stepper.step([s.state for s in act], np.array([s.pending for s in act]))
-            histories = [NO_HISTORY if s.history is None else np.array(s.history, np.int64) for s in act]
-            choices = sampling.step(logits, [s.params for s in act], histories, [s.rng for s in act])
+            for i in rows.with_history:
+                rows.histories[i] = np.array(act[i].history, np.int64)
+            choices = sampling.step(logits, rows.plan, rows.histories, rows.rngs)
         except Exception as exc:
             log.exception("%s: generation step failed", self.model)
             error = GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}")
@@ -216,14 +242,15 @@ class Scheduler:
         self._m_tokens.inc(len(act))
         now, out, keep = time.perf_counter(), [], []
         for seq, state, choice in zip(act, states, choices):
-            seq.state, seq.pending = state, choice.token
+            token = seq.pending = choice.token
+            seq.state = state
             seq.generated += 1
             if seq.history is not None:
-                seq.history.append(choice.token)
+                seq.history.append(token)
             if seq.generated == 1:
                 seq.t_first = now
                 self._m_ttft.observe(now - seq.t_queued)
-            finish, text = self._finish(seq, choice.token)
+            finish, text = self._finish(seq, token)
             out.append((seq, Event(choice, text, finish)))
             if finish is None:
                 keep.append(seq)
@@ -270,4 +297,6 @@ class Scheduler:
         if self._polling and self._poll_timer is None:
             self._poll_timer = self._loop.call_later(POLL_S, self._poll)
         for seq, event in events:
-            seq.events.put_nowait(event)
+            seq.events.append(event)
+            if seq.waiter is not None and not seq.waiter.done():
+                seq.waiter.set_result(None)
