@@ -65,7 +65,7 @@ async def completions(request: Request, repo: Repo, settings: Config):
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": gen.loaded.name, "system_fingerprint": f"seed-{gen.seed}"}
     if not stream:
-        text, finish, choices = await gen.collect()
+        text, finish, choices = await gen.collect(request.receive)
         return {**head, "choices": [{"text": text, "index": 0, "logprobs": _logprobs(gen, choices),
                                      "finish_reason": finish}], "usage": _usage(gen, len(choices))}
 

@@ -40,7 +40,7 @@ def _head(gen: Generation) -> dict:
 @router.post("/{model}/generate")
 async def generate(model: str, request: Request, repo: Repo, settings: Config) -> dict:
     gen = await _start(model, request, repo, settings)
-    text, finish, choices = await gen.collect()
+    text, finish, choices = await gen.collect(request.receive)
     return {**_head(gen), "text_output": text, "details": gen.details(finish, choices)}
 
 

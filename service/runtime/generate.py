@@ -7,11 +7,12 @@ differ only in field names and the shape of their answers.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator
+from typing import AsyncIterator, Awaitable, Callable
 
 from service.runtime import sampling
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, ServiceError
 from service.runtime.repository import Loaded
 from service.runtime.scheduler import Event, Sequence
 from service.settings import Settings
@@ -23,6 +24,19 @@ SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed"
 PARAMETERS = ("max_tokens", "stop", "logprobs", *SAMPLING_FIELDS)
 ATTACH_LEFT = frozenset(",.!?;:)]}\u201d\u2019%")  # word tokens written without a space before them
 OPENERS = frozenset("([{\u201c\u2018")  # ... and after these
+
+
+class ClientDisconnected(ServiceError):
+    """The client of a non-stream request went away before its answer was ready (nobody reads the answer;
+    nginx's 499 "client closed request", so the request metrics tell it from a server error)."""
+
+    status = 499
+
+
+async def disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
+    """Return when the ASGI receive channel (the request body already read) says the client has gone."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 @dataclass(frozen=True)
@@ -127,9 +141,27 @@ class Generation:
         if not self.seq.done:
             self.scheduler.cancel(self.seq)
 
-    async def collect(self) -> tuple[str, str, list[sampling.Choice]]:
-        """The whole answer: text, finish reason, and each token's choice."""
-        events = [e async for batch in self.batches() for e in batch]
+    async def collect(self, receive: Callable[[], Awaitable[dict]]) -> tuple[str, str, list[sampling.Choice]]:
+        """The whole answer: text, finish reason, and each token's choice. `receive`: the request's ASGI
+        channel, watched meanwhile: a client that disconnects frees the sequence's slot before the next step
+        (it would otherwise generate to max_tokens for nobody), and ClientDisconnected is raised."""
+        events: list[Event] = []
+
+        async def gather() -> None:
+            async for batch in self.batches():
+                events.extend(batch)
+
+        work, gone = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected(receive))
+        try:
+            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this request's own task is cancelled
+            gone.cancel()
+            if not work.done():
+                self.close()  # the slot is free from now on, not only once `work` has unwound
+                work.cancel()
+        if not work.done():
+            raise ClientDisconnected("the client disconnected before the answer was ready")
+        work.result()  # a generation error ends the request with its status
         return "".join(e.text for e in events), events[-1].finish, [e.choice for e in events if e.choice]
 
     def details(self, finish: str, choices: list[sampling.Choice]) -> dict:

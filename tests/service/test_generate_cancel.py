@@ -1,13 +1,18 @@
-"""A client that disconnects mid-stream frees its generation slot within one step, over a real socket:
-uvicorn (in a thread of this process, on 127.0.0.1) so that the test can watch the scheduler's steps."""
+"""A client that disconnects mid-stream, or before a non-stream answer is ready, frees its generation slot
+within one step, over a real socket: uvicorn (in a thread of this process, on 127.0.0.1) so that the test
+can watch the scheduler's steps."""
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 
 from service.app import create_app
@@ -25,7 +30,9 @@ def wait_for(check, timeout: float = 10.0) -> None:
         time.sleep(0.002)
 
 
-def test_disconnect_mid_stream_frees_the_slot_within_one_step(tmp_path, isolated_settings):
+@contextmanager
+def serving(tmp_path):
+    """uvicorn on a free local port with island-lstm -> (base url, its scheduler)."""
     (tmp_path / MODEL).symlink_to(ROOT / "models" / MODEL)
     app = create_app(settings_for(tmp_path))
     server = uvicorn.Server(uvicorn.Config(app, host=HOST, port=free_port(), log_level="error", lifespan="on"))
@@ -33,20 +40,34 @@ def test_disconnect_mid_stream_frees_the_slot_within_one_step(tmp_path, isolated
     thread.start()
     try:
         wait_for(lambda: server.started, 60)
-        sched = app.state.repository.get(MODEL).scheduler
-        sizes, at_cancel, real_step, real_cancel = [], [], sched.stepper.step, sched.cancel
+        yield f"http://{HOST}:{server.config.port}", app.state.repository.get(MODEL).scheduler
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
-        def slow_step(states, pending):  # 5 ms a step, so the streams are still running when the client leaves
-            sizes.append(len(states))
-            time.sleep(0.005)
-            return real_step(states, pending)
 
-        def cancel(seq):
-            at_cancel.append(len(sizes))  # steps begun so far (one may be under way)
-            real_cancel(seq)
+def slowed(sched):
+    """5 ms a step, so that a sequence is still running when its client leaves. -> (the batch size of each
+    step begun, the number of steps begun at each cancel, the cancelled sequences)."""
+    sizes, at_cancel, gone, real_step, real_cancel = [], [], [], sched.stepper.step, sched.cancel
 
-        sched.stepper.step, sched.cancel = slow_step, cancel
-        base = f"http://{HOST}:{server.config.port}"
+    def slow_step(states, pending):
+        sizes.append(len(states))
+        time.sleep(0.005)
+        return real_step(states, pending)
+
+    def cancel(seq):
+        at_cancel.append(len(sizes))  # steps begun so far (one may be under way)
+        gone.append(seq)
+        real_cancel(seq)
+
+    sched.stepper.step, sched.cancel = slow_step, cancel
+    return sizes, at_cancel, gone
+
+
+def test_disconnect_mid_stream_frees_the_slot_within_one_step(tmp_path, isolated_settings):
+    with serving(tmp_path) as (base, sched):
+        sizes, at_cancel, _ = slowed(sched)
         background = {}
 
         def steady():  # a second sequence that keeps the scheduler stepping throughout
@@ -75,6 +96,25 @@ def test_disconnect_mid_stream_frees_the_slot_within_one_step(tmp_path, isolated
         assert background["r"].status_code == 200
         assert background["r"].json()["details"]["generated_tokens"] == 300
         wait_for(lambda: sched.active == 0)
-    finally:
-        server.should_exit = True
-        thread.join(30)
+
+
+@pytest.mark.parametrize("path, body", [
+    (f"/v2/models/{MODEL}/generate", {"text_input": "The engineer", "parameters": {"max_tokens": 500}}),
+    ("/v1/completions", {"model": MODEL, "prompt": "The engineer", "max_tokens": 500}),
+])
+def test_a_non_stream_client_that_disconnects_frees_the_slot_within_one_step(tmp_path, isolated_settings, path, body):
+    with serving(tmp_path) as (base, sched):
+        sizes, at_cancel, gone = slowed(sched)
+        data = json.dumps(body).encode()
+        with socket.create_connection((HOST, int(base.rsplit(":", 1)[1])), timeout=30) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+                         f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+            wait_for(lambda: len(sizes) >= 5)  # generating, the answer 500 tokens away
+            assert sched.active == 1 and not at_cancel
+        # The socket is closed: nobody will read the answer.
+        wait_for(lambda: bool(at_cancel))
+        wait_for(lambda: sched.active == 0)
+        k = at_cancel[0]
+        time.sleep(0.05)  # room for ten more steps, were the sequence still generating
+        assert len(sizes) <= k + 1, (k, sizes)  # at most the step under way at the disconnect
+        assert gone[0].cancelled and gone[0].generated < 50
