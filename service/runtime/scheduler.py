@@ -56,7 +56,7 @@ class Event:
     """One token for a sequence's consumer, or the error that ended it."""
 
     choice: sampling.Choice | None
-    text: str
+    text: str | None  # None until the event loop renders it (see Scheduler._render)
     finish: str | None = None  # "stop" (end token or stop sequence), "length" (max_tokens), or "error"
     error: ServiceError | None = None
 
@@ -72,6 +72,9 @@ class Sequence:
         self.cancelled = self.done = False
         self.generated = 0
         self.state, self.pending = None, -1
+        # Without stop sequences only the end token and max_tokens end a sequence, which the worker tells
+        # without the text; the event loop then turns tokens into text, off the worker's per-step path.
+        self.text_on_worker = bool(getattr(pipeline, "stop", True))
         # Only a repetition penalty reads the history: prompt and generated ids.
         self.history: list[int] | None = ids.tolist() if params.repetition_penalty != 1.0 else None
         self.t_queued = time.perf_counter()
@@ -197,6 +200,8 @@ class Scheduler:
                 self._wake.clear()
 
     def _admit(self) -> None:
+        if not self._inbox or len(self._active) >= self.max_active:
+            return
         new = []
         while self._inbox and len(self._active) + len(new) < self.max_active:
             seq = self._inbox.popleft()
@@ -250,7 +255,11 @@ class Scheduler:
             if seq.generated == 1:
                 seq.t_first = now
                 self._m_ttft.observe(now - seq.t_queued)
-            finish, text = self._finish(seq, token)
+            if seq.text_on_worker:
+                finish, text = self._finish(seq, token)
+            else:
+                finish = "stop" if token == self.stepper.eos else "length" if seq.generated >= seq.max_tokens else None
+                text = None
             out.append((seq, Event(choice, text, finish)))
             if finish is None:
                 keep.append(seq)
@@ -271,6 +280,14 @@ class Scheduler:
         if seq.generated >= seq.max_tokens:
             return "length", text + seq.pipeline.flush()
         return None, text
+
+    @staticmethod
+    def _render(seq: Sequence, event: Event) -> str:
+        """An event's text, for a sequence without stop sequences (on the event loop, in token order)."""
+        if event.finish == "stop":  # the model's own end: no text
+            return seq.pipeline.flush()
+        text = seq.pipeline.push(event.choice.token)[0]
+        return text + seq.pipeline.flush() if event.finish else text
 
     def _deliver(self, events: list[tuple[Sequence, Event]]) -> None:
         """Queue events for the event loop; wake it only if it is not polling and no wake-up is on its way."""
@@ -297,6 +314,8 @@ class Scheduler:
         if self._polling and self._poll_timer is None:
             self._poll_timer = self._loop.call_later(POLL_S, self._poll)
         for seq, event in events:
+            if event.text is None:
+                event.text = self._render(seq, event)
             seq.events.append(event)
             if seq.waiter is not None and not seq.waiter.done():
                 seq.waiter.set_result(None)
