@@ -159,9 +159,9 @@ def _draw(cdf: np.ndarray, totals: list[float], rows: list[int], rngs: list[np.r
           tokens: list[int]) -> None:
     """Inverse CDF with one uniform draw per row; cdf (R, V) is unnormalised, so the draw is scaled by its
     last value (float64 products, as numpy's)."""
-    u = np.array([rngs[i].random() * t for i, t in zip(rows, totals)])
+    u = np.array([[rngs[i].random() * t] for i, t in zip(rows, totals)])  # (R, 1)
     last = cdf.shape[1] - 1
-    picks = np.add.reduce(cdf <= u[:, None], axis=-1).tolist()  # searchsorted(cdf, u, "right") per row
+    picks = np.add.reduce(cdf <= u, axis=-1).tolist()  # searchsorted(cdf, u, "right") per row
     for i, k in zip(rows, picks):
         tokens[i] = min(k, last)
 
@@ -191,7 +191,7 @@ def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: lis
     tokens = _plain_tokens(z, cdf1, total, plan, rngs, [0] * len(z))
     for i in plan.special:
         tokens[i] = choose(logits[i], params[i], histories[i], rngs[i])
-    chosen = z[np.arange(len(z)), tokens].tolist()
+    chosen = [z.item(i, t) for i, t in enumerate(tokens)]  # one call a row: fewer than a fancy index's three
     if not plan.logprobs:  # the model's log-probability of each choice, no alternatives
         return [Choice(t, c - m, NO_TOP) for t, c, m in zip(tokens, chosen, lse)]
     out = []
