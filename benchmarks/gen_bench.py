@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         levels, args.tokens, args.repeats = [1, 2], 16, 1
     raw_steps = max(50, args.tokens)
 
-    rows, results = [], {}
+    rows, results, load0 = [], {}, os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         repo = Path(tmp) / "repo"
         repo.mkdir()
@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(rows[-1], file=sys.stderr, flush=True)
 
     print(f"\ngen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime threads "
-          f"{args.threads}, {os.cpu_count()} CPUs (shared)\n")
+          f"{args.threads}, {os.cpu_count()} CPUs (shared), load average {load0:.2f} at start and "
+          f"{os.getloadavg()[0]:.2f} at the end\n")
     print("| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
           "zooserve us/token/stream | ratio |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

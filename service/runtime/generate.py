@@ -69,7 +69,7 @@ def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> Gen
         raise BadInput(f'"stop" sequences are at most {MAX_STOP_CHARS} characters, got {max(map(len, stop))}')
     logprobs = params.get("logprobs")
     given = {k: params[k] for k in SAMPLING_FIELDS if params.get(k) is not None}
-    sp = sampling.SamplingParams(**given, logprobs=0 if logprobs is None else logprobs)  # checks the ranges
+    sp = sampling.SamplingParams(**given, logprobs=logprobs)  # checks the ranges
     return GenRequest(prompt, sp, int(max_tokens), tuple(stop), None if logprobs is None else int(logprobs))
 
 

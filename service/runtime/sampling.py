@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,7 +35,7 @@ class SamplingParams:
     top_p: float = 1.0  # 1 = no limit
     repetition_penalty: float = 1.0  # 1 = none
     seed: int | None = None
-    logprobs: int = 0  # alternatives to report per token, 0..MAX_LOGPROBS
+    logprobs: int | None = None  # None: no log-probabilities; k: the chosen token's and k alternatives (0..20)
 
     def __post_init__(self):
         checks = [
@@ -47,7 +47,7 @@ class SamplingParams:
              f"repetition_penalty must be in (0, 10], got {self.repetition_penalty!r}"),
             (self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63),
              f"seed must be an integer in [0, 2**63), got {self.seed!r}"),
-            (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS,
+            (self.logprobs is None or (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
              f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {self.logprobs!r}"),
         ]
         for ok, message in checks:
@@ -129,7 +129,7 @@ class Plan:
         self.scaled = [i for i in plain if params[i].temperature not in (0, 1)]
         self.temps = np.array([params[i].temperature for i in self.scaled], np.float64)[:, None]  # (S, 1)
         self.special = [i for i, p in enumerate(params) if not _is_plain(p)]
-        self.logprobs = any(p.logprobs for p in params)
+        self.logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]  # rows that report them
 
 
 def _plain_tokens(z: np.ndarray, cdf1: np.ndarray, total: list[float], plan: Plan,
@@ -169,10 +169,11 @@ def _draw(cdf: np.ndarray, totals: list[float], rows: list[int], rngs: list[np.r
 class Choice(NamedTuple):  # a tuple: made for every row of every step
     token: int
     logprob: float  # the model's log-probability of `token`
-    top: Sequence[tuple[int, float]]  # the model's `logprobs` most likely tokens with their log-probabilities
+    top: tuple[tuple[int, float], ...]  # the model's `logprobs` most likely tokens with their log-probabilities
+    # (logprob is NaN, top empty, for a row whose request asked for no log-probabilities)
 
 
-NO_TOP: tuple = ()
+NO_TOP: tuple[tuple[int, float], ...] = ()
 
 
 def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: list[np.ndarray],
@@ -187,22 +188,36 @@ def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: lis
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
     cdf1 = np.add.accumulate(np.exp(z - zmax), axis=-1)  # (B, V); its last column is the softmax's sum
     total = cdf1[:, -1].tolist()
-    lse = [m + math.log(t) for m, t in zip(zmax[:, 0].tolist(), total)]  # log-softmax = z - lse, per row
     tokens = _plain_tokens(z, cdf1, total, plan, rngs, [0] * len(z))
     for i in plan.special:
         tokens[i] = choose(logits[i], params[i], histories[i], rngs[i])
-    chosen = [z.item(i, t) for i, t in enumerate(tokens)]  # one call a row: fewer than a fancy index's three
-    if not plan.logprobs:  # the model's log-probability of each choice, no alternatives
-        return [Choice(t, c - m, NO_TOP) for t, c, m in zip(tokens, chosen, lse)]
-    out = []
-    for i, token in enumerate(tokens):
-        top: list[tuple[int, float]] = []
+    out = [Choice(t, math.nan, NO_TOP) for t in tokens]
+    for i in plan.logprobs:  # the model's own log-probabilities: z - lse, lse = max + log(sum of exp(z - max))
+        lse = zmax.item(i, 0) + math.log(total[i])
+        top: tuple[tuple[int, float], ...] = NO_TOP
         if params[i].logprobs:
-            row = z[i] - lse[i]
+            row = z[i] - lse
             ids = np.argsort(-row, kind="stable")[:params[i].logprobs]
-            top = [(int(t), float(row[t])) for t in ids]
-        out.append(Choice(token, chosen[i] - lse[i], top))  # the model's log-probability of each choice
+            top = tuple((int(t), float(row[t])) for t in ids)
+        out[i] = Choice(tokens[i], z.item(i, tokens[i]) - lse, top)
     return out
+
+
+class Uniforms:
+    """A row's generator read 64 numbers at a time. `rng.random(64)` gives the very numbers 64 calls of
+    `rng.random()` would (tests/service/test_sampling.py), so the row draws the same sequence; a step then
+    pays a list pop a row instead of a Generator call (~0.4 us with its lock). Stands in for the generator
+    wherever sampling draws (`.random()`)."""
+
+    __slots__ = ("rng", "left")
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng, self.left = rng, []
+
+    def random(self) -> float:
+        if not self.left:
+            self.left = self.rng.random(64)[::-1].tolist()  # popped from the end: first drawn, first used
+        return self.left.pop()
 
 
 def generator(seed: int | None) -> tuple[np.random.Generator, int]:

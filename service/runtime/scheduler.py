@@ -65,6 +65,7 @@ class Sequence:
     def __init__(self, ids: np.ndarray, params: sampling.SamplingParams, rng: np.random.Generator, *,
                  max_tokens: int, pipeline: TextPipeline):
         self.ids, self.params, self.rng, self.max_tokens, self.pipeline = ids, params, rng, max_tokens, pipeline
+        self.draws = sampling.Uniforms(rng)  # the generator's numbers, drawn in blocks
         # Events for the consumer (event loop only): a list and one future to wake it, cheaper than an
         # asyncio.Queue's put/get per token.
         self.events: list[Event] = []
@@ -90,7 +91,7 @@ class _Rows:
     def __init__(self, seqs: list[Sequence]):
         self.seqs = seqs
         self.plan = sampling.Plan([s.params for s in seqs])
-        self.rngs = [s.rng for s in seqs]
+        self.rngs = [s.draws for s in seqs]
         self.histories = [NO_HISTORY] * len(seqs)  # refreshed each step for the rows with a history
         self.with_history = [i for i, s in enumerate(seqs) if s.history is not None]
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from service.runtime.errors import BadInput
-from service.runtime.sampling import (SamplingParams, choose, filtered_logprobs, generator, log_softmax, penalise,
-                                      step)
+from service.runtime.sampling import (SamplingParams, Uniforms, choose, filtered_logprobs, generator, log_softmax,
+                                      penalise, step)
 
 V = 50
 
@@ -79,7 +79,7 @@ def test_logprobs_are_the_models_own():
     model = log_softmax(batch)
     assert choices[0].logprob == pytest.approx(model[0, choices[0].token])
     assert [t for t, _ in choices[0].top] == np.argsort(-model[0])[:5].tolist()
-    assert choices[1].top == [] and choices[1].token == int(np.argmax(batch[1]))
+    assert choices[1].top == () and choices[1].token == int(np.argmax(batch[1]))
 
 
 def test_generator_reports_the_seed_it_used():
@@ -94,3 +94,14 @@ def test_generator_reports_the_seed_it_used():
 def test_bad_parameters_are_bad_input(kw):
     with pytest.raises(BadInput, match=next(iter(kw))):
         SamplingParams(**kw)
+
+
+def test_uniforms_in_blocks_are_the_generators_own_sequence():
+    blocks, calls = Uniforms(np.random.default_rng(7)), np.random.default_rng(7)
+    assert [blocks.random() for _ in range(200)] == [calls.random() for _ in range(200)]  # across 3 refills
+
+
+def test_a_row_without_logprobs_reports_none():
+    choices = step(logits(5, rows=2), [SamplingParams(logprobs=0), SamplingParams()], [np.array([], np.int64)] * 2,
+                   [np.random.default_rng(0)] * 2)
+    assert np.isfinite(choices[0].logprob) and choices[0].top == () and np.isnan(choices[1].logprob)
