@@ -22,10 +22,12 @@ COPY pyproject.toml README.md ./
 COPY service ./service
 COPY deploy/docker/constraints-serve.txt /tmp/constraints.txt
 # --no-compile: no .pyc files (about 37 MB for this stack); the root filesystem is read-only at run time
-# anyway, so they could not be written later either. pip itself leaves the venv once it has done its job.
+# anyway, so they could not be written later either. pip and setuptools (which `venv` seeds on 3.11; 8 MB,
+# imported by nothing in the serving stack) leave the venv once pip has done its job.
+# deploy/image_size.py runs these lines to estimate the image's size (CI: deploy/validate.sh).
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-compile -c /tmp/constraints.txt . \
-    && /opt/venv/bin/pip uninstall -y pip \
+    && /opt/venv/bin/pip uninstall -y pip setuptools \
     && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
 
 # --- serve: CPU serving image -------------------------------------------------------------------------
@@ -40,7 +42,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent zooserve
 COPY --from=serve-build /opt/venv /opt/venv
 # Owned by the service user so that a named volume created from this path (docker-compose.yml) is
-# writable by the training job, which runs with the same uid.
+# writable by the training job, which runs with the same uid. .dockerignore leaves the fp32
+# tweets-transformer and the n-gram LMs out (the 400 MB target); mount models/ to serve them.
 COPY --chown=10001:10001 models /srv/models
 WORKDIR /srv
 USER 10001:10001

