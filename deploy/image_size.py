@@ -25,11 +25,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000
-# python:3.11.11-slim-bookworm, linux/amd64, unpacked. Not measurable here. Published `docker image ls`
-# figures for the python:3.x-slim images run from about 113 MB (3.8) to 150 MB (3.12); for 3.11-slim
-# on bookworm they are 125-131 MB (Debian 12 slim is 74.8 MB of it). We take the top of the 3.11 range;
-# --base-mb 150 gives the most pessimistic published figure for any slim tag.
+# python:3.11.11-slim-bookworm, linux/amd64, unpacked: not measurable here (no engine, no registry access).
+# Central figure: Debian 12 slim (about 75 MB) plus CPython 3.11 under /usr/local with pip and setuptools
+# (about 55 MB; the local 3.11 install, unstripped, is 55 MB without tests, .pyc, site-packages and libpython.a).
+# `docker image ls` figures published for python:3.11-slim reach about 150 MB: BASE_PESSIMISTIC_MB, printed
+# alongside so that a margin that depends on the base figure shows.
 BASE_IMAGE_MB = 131.0
+BASE_PESSIMISTIC_MB = 150.0
 LIMIT_MB = 400.0
 
 
@@ -203,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     for folder, size, copied in rows:
         print(f"|   {folder} | {size / MB:.1f} | {'copied' if copied else 'left out by .dockerignore'} |")
     print(f"| **total** | **{total / MB:.1f}** | target < {args.limit_mb:.0f} |")
+    worst = total + (max(BASE_PESSIMISTIC_MB, args.base_mb) - args.base_mb) * MB
+    print(f"| total with a {max(BASE_PESSIMISTIC_MB, args.base_mb):.0f} MB base | {worst / MB:.1f} | the largest published figure |")
     if total > args.limit_mb * MB:
         print(f"\nimage_size: {total / MB:.1f} MB is over the {args.limit_mb:.0f} MB target", file=sys.stderr)
         return 1
