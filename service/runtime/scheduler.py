@@ -45,7 +45,7 @@ class GenerationFailed(ServiceError):
     """The model's step raised; every sequence in that step ends with this error."""
 
 
-class TextPipeline(Protocol):
+class TextPipeline(Protocol):  # may also have `stop`, its stop sequences: with none, see Sequence.text_on_worker
     def push(self, token: int) -> tuple[str, bool]: ...  # -> (text to emit now, a stop sequence was hit)
 
     def flush(self) -> str: ...  # text held back (a possible stop-sequence prefix) that is safe at the end
