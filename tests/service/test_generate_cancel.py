@@ -117,4 +117,4 @@ def test_a_non_stream_client_that_disconnects_frees_the_slot_within_one_step(tmp
         k = at_cancel[0]
         time.sleep(0.05)  # room for ten more steps, were the sequence still generating
         assert len(sizes) <= k + 1, (k, sizes)  # at most the step under way at the disconnect
-        assert gone[0].cancelled and gone[0].generated < 50
+        assert gone[0].cancelled and not gone[0].done and gone[0].generated < 500  # it never reached max_tokens
