@@ -101,6 +101,7 @@ class Scheduler:
         self.stepper, self.model = stepper, model
         self.max_active, self.max_waiting = max_active, max_waiting
         self._inbox: deque[Sequence] = deque()  # appended on the loop, taken by the worker (deque ops are atomic)
+        self._prefilling = 0  # taken from the inbox, not yet active: still counted against the bounds
         self._active: list[Sequence] = []  # the worker's alone
         self._wake = threading.Event()
         self._outbox: list[tuple[Sequence, Event]] = []  # events on their way to the event loop
@@ -155,7 +156,7 @@ class Scheduler:
     def submit(self, seq: Sequence) -> Sequence:
         if self._closing or self._thread is None:
             raise ModelNotReady(f"model {self.model!r} is not accepting generation requests (unloading)")
-        if len(self._inbox) + len(self._active) >= self.max_active + self.max_waiting:
+        if len(self._inbox) + self._prefilling + len(self._active) >= self.max_active + self.max_waiting:
             raise Overloaded(f"model {self.model!r} has {self.max_active} sequences generating and "
                              f"{self.max_waiting} waiting; retry later")
         self._inbox.append(seq)
@@ -205,8 +206,12 @@ class Scheduler:
             return
         new = []
         while self._inbox and len(self._active) + len(new) < self.max_active:
+            # Counted before it leaves the inbox, so that submit() never sees it in neither place.
+            self._prefilling += 1
             seq = self._inbox.popleft()
-            if not seq.cancelled:
+            if seq.cancelled:
+                self._prefilling -= 1
+            else:
                 new.append(seq)
         self._m_waiting.set(len(self._inbox))
         if not new:
@@ -217,10 +222,12 @@ class Scheduler:
             log.exception("%s: prefill failed", self.model)
             error = GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}")
             self._deliver([(s, Event(None, "", "error", error)) for s in new])
+            self._prefilling = 0
             return
         for seq, (state, pending) in zip(new, starts):
             seq.state, seq.pending = state, pending
         self._active = self._active + new  # a new list whenever the rows change (see _Rows)
+        self._prefilling = 0
 
     def _step(self) -> None:
         act = self._active

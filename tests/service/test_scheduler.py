@@ -117,6 +117,37 @@ def test_bounds_queue_then_refuse_with_overloaded():
     assert sizes == [2, 2, 1, 1]
 
 
+def test_a_sequence_in_prefill_still_counts_against_the_bounds():
+    class SlowStart(CountingStep):
+        def __init__(self):
+            super().__init__()
+            self.prefilling, self.release = threading.Event(), threading.Event()
+
+        def start(self, prompts):
+            self.prefilling.set()  # out of the inbox, not yet active
+            assert self.release.wait(10)
+            return super().start(prompts)
+
+    async def body():
+        step = SlowStart()
+        sched = Scheduler(step, model="fake-prefill", max_active=1, max_waiting=0)
+        sched.start()
+        first = sched.submit(seq(0, 2))
+        await asyncio.to_thread(step.prefilling.wait, 10)
+        try:
+            sched.submit(seq(3, 2))
+            refused = False
+        except Overloaded:
+            refused = True
+        step.release.set()
+        text = await text_of(sched, first)
+        await sched.drain_and_stop()
+        return refused, sched.waiting, text
+
+    refused, waiting, text = run(body)
+    assert refused and waiting == 0 and text == ("12", "length")
+
+
 def test_cancel_frees_the_slot_before_the_next_step():
     async def body():
         step, sched = gated_scheduler("fake-cancel", max_active=4, max_waiting=4)
