@@ -14,7 +14,7 @@ from typing import AsyncIterator, Awaitable, Callable
 from service.runtime import sampling
 from service.runtime.errors import BadInput, ServiceError
 from service.runtime.repository import Loaded
-from service.runtime.scheduler import Event, Sequence
+from service.runtime.sequence import Event, Sequence
 from service.settings import Settings
 from service.text import Vocab, word_tokens
 

@@ -16,7 +16,8 @@ from service.runtime.errors import ModelNotReady, Overloaded
 from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, session_options
 from service.runtime.sampling import SamplingParams
-from service.runtime.scheduler import Scheduler, Sequence
+from service.runtime.scheduler import Scheduler
+from service.runtime.sequence import Sequence
 from service.text import Vocab
 from tests.service.conftest import run
 
