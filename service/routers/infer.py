@@ -30,13 +30,16 @@ JSON_TYPE, BINARY_TYPE = "application/json", "application/octet-stream"
 
 
 async def handle(state, model: str, version: int | None, body: bytes, content_encoding: str | None,
-                 header_length: str | None) -> tuple[bytes, str, dict[str, str]]:
-    """One V2 request -> (response body, media type, extra headers). Raises ServiceError for the client."""
+                 header_length: str | None, parsed=None) -> tuple[bytes, str, dict[str, str]]:
+    """One V2 request -> (response body, media type, extra headers). Raises ServiceError for the client.
+    `parsed()` is called once the request is ready to queue (it leaves the batcher's `Arrivals`)."""
     settings = state.settings
     # 404/503 before the body is parsed. No await from here to the submit in infer(), so a reload cannot
     # drain this version in between.
     loaded = state.repository.get(model, version)
     req = parse_infer(decode_body(body, content_encoding, settings.max_body_bytes), header_length)
+    if parsed:
+        parsed()
     outputs = await infer(loaded, req.inputs, timeout_s=settings.request_timeout_s, requested=req.requested)
     for name, k in req.classification.items():
         outputs[name] = classify_output(outputs[name], k, loaded.card.labels)
@@ -92,21 +95,33 @@ class InferFastPath:
         model, version = match.group(1), match.group(2)
         scope["path_params"] = {"model": model} if version is None else {"model": model, "version": version}
         scope["route"] = _TEMPLATES[version is not None]
-        body = await _read_body(receive)
-        if body is None:
-            return  # the client went away
-        encoding = length = None
-        for k, v in scope["headers"]:
-            if k == b"content-encoding":
-                encoding = v.decode("latin-1")
-            elif k == b"inference-header-content-length":
-                length = v.decode("latin-1")
+        # From now until it is queued (or fails), a batch of this model being formed may wait for it.
+        arrivals, on_the_way = self.state.repository.arrivals, True
+        arrivals.enter(model)
+
+        def parsed():
+            nonlocal on_the_way
+            if on_the_way:
+                on_the_way = False
+                arrivals.leave(model)
+
         try:
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away
+            encoding = length = None
+            for k, v in scope["headers"]:
+                if k == b"content-encoding":
+                    encoding = v.decode("latin-1")
+                elif k == b"inference-header-content-length":
+                    length = v.decode("latin-1")
             out, media, headers = await handle(self.state, model, None if version is None else int(version), body,
-                                               encoding, length)
+                                               encoding, length, parsed)
         except ServiceError as exc:
             retry = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
             return await error(exc.status, str(exc), retry)(scope, receive, send)
+        finally:
+            parsed()
         raw = [(b"content-type", media.encode()), (b"content-length", str(len(out)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw})

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 from service import metrics
 from service.card import CARD_FILE, Artifact, ModelCard, load_card
-from service.runtime.batcher import DynamicBatcher
+from service.runtime.batcher import Arrivals, DynamicBatcher
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
 from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
@@ -154,6 +154,7 @@ class ModelRepository:
         self._entries = _Table()
         self._locks: dict[str, asyncio.Lock] = {}
         self._poller: asyncio.Task | None = None
+        self.arrivals = Arrivals()  # V2 infer requests being read or parsed, per model: what batches wait for
 
     # -- discovery -------------------------------------------------------------------------------
     def scan(self) -> dict[str, list[int]]:
@@ -198,7 +199,7 @@ class ModelRepository:
         size, delay = s.batching_for(name, card.batching.max_batch_size, card.batching.max_delay_ms)
         batcher = DynamicBatcher(model.run, model=name, max_batch_size=size, max_delay_ms=delay,
                                  max_queue=s.max_queue, enabled=model.batchable,
-                                 pad=tokenizer.pad_values if tokenizer else None)
+                                 pad=tokenizer.pad_values if tokenizer else None, arrivals=self.arrivals)
         vocab = None
         if card.preprocess.kind == "text" and card.preprocess.vocab_file:
             try:

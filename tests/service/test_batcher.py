@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 import pytest
 
-from service.runtime.batcher import BatchCountError, DynamicBatcher
+from service.runtime.batcher import Arrivals, BatchCountError, DynamicBatcher
 from service.runtime.errors import BadInput, DeadlineExceeded, Overloaded, ServiceError
 from tests.service.conftest import gate_model, images, infer_json, run
 
@@ -55,10 +55,11 @@ class FakeModel:
 
 
 def make_batcher(fake: FakeModel, *, max_batch_size: int = 8, max_delay_ms: float = 20.0, max_queue: int = 64,
-                 enabled: bool = True) -> DynamicBatcher:
-    """Needs a running loop (call inside a coroutine). The model name is unique, so metrics never mix."""
+                 enabled: bool = True, arrivals: Arrivals | None = None) -> DynamicBatcher:
+    """Needs a running loop (call inside a coroutine). The model name is unique, so metrics never mix.
+    `arrivals`: stands in for the HTTP layer's count of requests on their way."""
     b = DynamicBatcher(fake, model=f"fake-{uuid.uuid4().hex[:8]}", max_batch_size=max_batch_size,
-                       max_delay_ms=max_delay_ms, max_queue=max_queue, enabled=enabled)
+                       max_delay_ms=max_delay_ms, max_queue=max_queue, enabled=enabled, arrivals=arrivals)
     b.start()
     return b
 
@@ -124,50 +125,69 @@ def test_lone_request_on_idle_batcher_runs_without_waiting_for_company():
     assert max(latencies) < 0.4, latencies  # far below max_delay_ms = 1000
 
 
-def test_under_steady_load_a_batch_waits_at_most_max_delay_for_company():
+def test_a_batch_waits_for_company_on_its_way_and_runs_once_it_has_come():
+    async def body():
+        fake, arrivals = FakeModel(), Arrivals()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=2000, arrivals=arrivals)
+        arrivals.enter(b.model)  # a second request is being read by the HTTP layer
+
+        async def second():
+            await asyncio.sleep(0.05)
+            arrivals.leave(b.model)  # parsed: it queues now
+            return await b.submit(rows(1, 200), timeout_s=5)
+
+        t0 = time.monotonic()
+        first, _ = await asyncio.gather(b.submit(rows(1, 100), timeout_s=5), second())
+        latency = time.monotonic() - t0
+        await b.drain_and_stop()
+        return fake, first, latency
+
+    fake, first, latency = run(body)
+    assert fake.sizes == [2]  # it waited for the second one ...
+    np.testing.assert_array_equal(first["y"], expected(rows(1, 100)))
+    assert 0.04 <= latency < 0.6, latency  # ... and ran when nothing more was on its way, not after 2 s
+
+
+def test_a_batch_waits_at_most_max_delay_for_company_that_never_comes():
     delay_s = 0.2
 
     async def body():
-        fake = FakeModel()
-        b = make_batcher(fake, max_batch_size=8, max_delay_ms=delay_s * 1000)
-        await asyncio.gather(b.submit(rows(1, 0), timeout_s=5), b.submit(rows(1, 10), timeout_s=5))  # steady now
-
-        async def timed(inputs, after):
-            await asyncio.sleep(after)
-            t0 = time.monotonic()
-            out = await b.submit(inputs, timeout_s=5)
-            return out, time.monotonic() - t0
-
-        (out1, lat1), (out2, lat2) = await asyncio.gather(timed(rows(1, 100), 0), timed(rows(1, 200), 0.05))
+        fake, arrivals = FakeModel(), Arrivals()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=delay_s * 1000, arrivals=arrivals)
+        arrivals.enter(b.model)  # announced, but (say) its body turns out to be bad: it never queues
+        t0 = time.monotonic()
+        await b.submit(rows(1, 100), timeout_s=5)
+        latency = time.monotonic() - t0
+        arrivals.leave(b.model)
         await b.drain_and_stop()
-        return fake, out1, lat1, out2, lat2
+        return fake, latency
 
-    fake, out1, lat1, out2, lat2 = run(body)
-    assert fake.sizes == [2, 2]  # the second request arrived within the delay and shared the batch
-    np.testing.assert_array_equal(out1["y"], expected(rows(1, 100)))
-    np.testing.assert_array_equal(out2["y"], expected(rows(1, 200)))
-    assert lat1 >= delay_s * 0.8, lat1  # it waited for company (the batch never filled up) ...
-    assert lat1 < delay_s + 0.4, lat1  # ... but not (much) longer than max_delay_ms (slack for a busy machine)
+    fake, latency = run(body)
+    assert fake.sizes == [1]
+    assert delay_s * 0.8 <= latency < delay_s + 0.4, latency  # waited, but not (much) longer than max_delay_ms
 
 
-def test_under_steady_load_a_full_batch_runs_before_the_delay_is_up():
+def test_a_full_batch_runs_before_the_delay_is_up_though_more_are_on_their_way():
     async def body():
-        fake = FakeModel()
-        b = make_batcher(fake, max_batch_size=2, max_delay_ms=2000)
-        await asyncio.gather(b.submit(rows(1, 0), timeout_s=5), b.submit(rows(1, 10), timeout_s=5))
+        fake, arrivals = FakeModel(), Arrivals()
+        b = make_batcher(fake, max_batch_size=2, max_delay_ms=2000, arrivals=arrivals)
+        arrivals.enter(b.model)
+        arrivals.enter(b.model)
 
         async def later():
             await asyncio.sleep(0.05)
+            arrivals.leave(b.model)
             return await b.submit(rows(1, 200), timeout_s=5)
 
         t0 = time.monotonic()
         await asyncio.gather(b.submit(rows(1, 100), timeout_s=5), later())
         latency = time.monotonic() - t0
+        arrivals.leave(b.model)
         await b.drain_and_stop()
         return fake, latency
 
     fake, latency = run(body)
-    assert fake.sizes == [2, 2]
+    assert fake.sizes == [2]
     assert latency < 0.6, latency  # ran when the batch filled, not after max_delay_ms = 2000
 
 
@@ -391,9 +411,9 @@ def test_drain_and_stop_lets_queued_requests_finish():
 
 def test_drain_and_stop_while_a_batch_waits_for_company_finishes_it():
     async def body():
-        fake = FakeModel()
-        b = make_batcher(fake, max_batch_size=8, max_delay_ms=300)
-        await asyncio.gather(b.submit(rows(1, 0), timeout_s=5), b.submit(rows(1, 1), timeout_s=5))  # steady
+        fake, arrivals = FakeModel(), Arrivals()
+        b = make_batcher(fake, max_batch_size=8, max_delay_ms=300, arrivals=arrivals)
+        arrivals.enter(b.model)  # company on its way that never comes
         waiting = asyncio.create_task(b.submit(rows(1, 50), timeout_s=5))
         await _until(lambda: b.depth == 0 and waiting.done() is False)  # taken: waiting for company
         await asyncio.sleep(0.02)
@@ -474,3 +494,25 @@ def test_request_past_its_deadline_is_504_through_the_app(make_repo, serve):
     first, late = serve(repo.root, body, request_timeout_s=0.1, max_delay_ms=0)
     assert first.status_code == 200
     assert late.status_code == 504 and "deadline" in late.json()["error"]
+
+
+def test_arrivals_count_every_v2_request_until_it_queues_or_fails(make_repo, serve):
+    """The HTTP layer's count goes back to nothing after good, bad and unknown-model requests."""
+    async def body(client, app):
+        x = images(1)
+        seen = []
+        loaded = app.state.repository.get("lin")
+        real = loaded.batcher.run_fn
+
+        def spy(feeds):  # while the model runs, the request is queued: no longer on its way
+            seen.append(app.state.repository.arrivals.on_the_way("lin"))
+            return real(feeds)
+
+        loaded.batcher.run_fn = spy
+        codes = [(await client.post(path, **kw)).status_code for path, kw in (
+            ("/v2/models/lin/infer", {"json": infer_json(x)}), ("/v2/models/lin/infer", {"content": b"{bad"}),
+            ("/v2/models/nope/infer", {"json": infer_json(x)}), ("/v2/models/lin/versions/7/infer", {"json": {}}))]
+        return codes, seen, len(app.state.repository.arrivals)
+
+    codes, seen, left = serve(make_repo(("lin", 1)).root, body)
+    assert codes == [200, 400, 404, 404] and seen == [0] and left == 0
