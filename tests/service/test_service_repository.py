@@ -4,7 +4,9 @@ axes, reload/unload/load at run time (also under load), polling, and execution-p
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 import warnings
 
 import numpy as np
@@ -261,6 +263,24 @@ def test_request_whose_body_arrives_during_a_reload_is_answered(make_repo, serve
     assert reload.status_code == 200
     assert resp is not None, "the request never got an answer"
     assert resp.status_code in (200, 503)
+
+
+def test_loaded_models_are_frozen_out_of_the_gc_and_an_unloaded_version_is_still_reclaimed(make_repo, serve):
+    repo = make_repo(("lin", 1), ("other", 1))
+
+    async def body(client, app):
+        frozen_after_start = gc.get_freeze_count()
+        loaded = app.state.repository.get("lin")
+        # A reference cycle through the unloaded version: only the cyclic GC can reclaim it, and a frozen
+        # object is out of its reach unless the repository unfreezes before it collects.
+        loaded.cycle = {"back": loaded}
+        gone = weakref.ref(loaded)
+        del loaded
+        unload = await client.post("/v2/repository/models/lin/unload")
+        return frozen_after_start, unload.status_code, gone() is None
+
+    frozen, status, reclaimed = serve(repo.root, body)
+    assert frozen > 0 and status == 200 and reclaimed
 
 
 def test_unload_then_load(make_repo, serve):
