@@ -50,7 +50,7 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonex
 COPY --from=serve-build /opt/venv /opt/venv
 # Owned by the service user so that a named volume created from this path (docker-compose.yml) is
 # writable by the training job, which runs with the same uid. .dockerignore leaves the fp32
-# tweets-transformer and the n-gram LMs out (the 400 MB target); mount models/ to serve them.
+# tweets-transformer and the character n-gram LM out (the 400 MB target); mount models/ to serve them.
 COPY --chown=10001:10001 models /srv/models
 WORKDIR /srv
 USER 10001:10001

@@ -108,8 +108,7 @@ class RecurrentStep:
                 runs[-1][1].append(b)
             else:
                 runs.append((src, [b]))
-        return {name: np.concatenate([src[name][:, rows] for src, rows in runs], axis=1) if len(runs) > 1
-                else runs[0][0][name][:, runs[0][1]] for name in self.state_in}
+        return {name: np.concatenate([src[name][:, rows] for src, rows in runs], axis=1) for name in self.state_in}
 
     def step(self, states: list[State], pending: np.ndarray) -> tuple[np.ndarray, list[State]]:
         feeds = {"tokens": pending.astype(np.int64)[:, None]}  # (B, 1)

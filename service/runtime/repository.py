@@ -325,15 +325,18 @@ class ModelRepository:
     def knows(self, name: str) -> bool:
         return name in self._entries.by_name
 
-    def versions(self, name: str) -> list[Entry]:
-        """`name`'s entries, oldest version first."""
+    def _of(self, name: str) -> list[Entry]:
+        """`name`'s entries, oldest version first (the index's own list: not to be changed)."""
         found = self._entries.by_name.get(name)
         if not found:
             raise ModelNotFound(f"unknown model {name!r}")
-        return list(found)
+        return found
+
+    def versions(self, name: str) -> list[Entry]:
+        return list(self._of(name))
 
     def entry(self, name: str, version: int | None = None) -> Entry:
-        entries = self._entries.by_name.get(name) or self.versions(name)
+        entries = self._of(name)
         if version is None:
             # The newest ready version, else the newest (whose state explains why it does not serve).
             return next((e for e in reversed(entries) if e.state == READY), entries[-1])

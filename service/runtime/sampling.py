@@ -99,7 +99,7 @@ def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng:
     """The next token id for one row of logits (V,)."""
     if _is_plain(params):  # the batched path on a batch of one, so a row gets the same token alone
         z = np.asarray(logits, np.float64)[None]
-        cdf1 = np.add.accumulate(np.exp(z - np.maximum.reduce(z, axis=-1, keepdims=True)), axis=-1)
+        cdf1 = _cumexp(z)[1]
         return _plain_tokens(z, cdf1, cdf1[:, -1].tolist(), Plan([params]), [rng], [0])[0]
     if params.temperature == 0:
         return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
@@ -149,10 +149,15 @@ def _plain_tokens(z: np.ndarray, cdf1: np.ndarray, total: list[float], plan: Pla
         _draw(cdf1 if whole else cdf1[plan.unit], total if whole else [total[i] for i in plan.unit], plan.unit,
               rngs, tokens)
     if plan.scaled:
-        zt = z[plan.scaled] / plan.temps
-        cdf = np.add.accumulate(np.exp(zt - np.maximum.reduce(zt, axis=-1, keepdims=True)), axis=-1)
+        cdf = _cumexp(z[plan.scaled] / plan.temps)[1]
         _draw(cdf, cdf[:, -1].tolist(), plan.scaled, rngs, tokens)
     return tokens
+
+
+def _cumexp(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z (R, V) float64 -> (its row maxima (R, 1), the rows' cumulative exp(z - max) (R, V))."""
+    zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
+    return zmax, np.add.accumulate(np.exp(z - zmax), axis=-1)
 
 
 def _draw(cdf: np.ndarray, totals: list[float], rows: list[int], rngs: list[np.random.Generator],
@@ -185,8 +190,7 @@ def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: lis
     if not (len(logits) == len(params) == len(histories) == len(rngs)):
         raise ValueError("logits, params, histories and generators need one entry per row")
     z = logits.astype(np.float64)  # (B, V)
-    zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
-    cdf1 = np.add.accumulate(np.exp(z - zmax), axis=-1)  # (B, V); its last column is the softmax's sum
+    zmax, cdf1 = _cumexp(z)  # cdf1's last column is the softmax's sum
     total = cdf1[:, -1].tolist()
     tokens = _plain_tokens(z, cdf1, total, plan, rngs, [0] * len(z))
     for i in plan.special:

@@ -41,6 +41,15 @@ POLL_S = 0.002  # while sequences are active, the event loop collects their toke
 NO_HISTORY = np.array([], np.int64)
 
 
+def _text(seq: Sequence, token: int, end: str | None) -> tuple[str, bool]:
+    """The text `token` adds to `seq` (all that is held back too when the sequence ends with it; none for
+    the model's own end token), and whether it completed a stop sequence."""
+    if end == "stop":  # the end token
+        return seq.pipeline.flush(), False
+    text, stopped = seq.pipeline.push(token)
+    return (text + seq.pipeline.flush() if end and not stopped else text), stopped
+
+
 class _Rows:
     """What a step needs from its B sequences that changes only when one joins or leaves; `_active` is a new
     list whenever that happens, so `seqs is self._active` tells whether this is still current."""
@@ -222,11 +231,7 @@ class Scheduler:
             if seq.generated == 1:
                 seq.t_first = now
                 self._m_ttft.observe(now - seq.t_queued)
-            if seq.text_on_worker:
-                finish, text = self._finish(seq, token)
-            else:
-                finish = "stop" if token == self.stepper.eos else "length" if seq.generated >= seq.max_tokens else None
-                text = None
+            finish, text = self._finish(seq, token)
             out.append((seq, Event(choice, text, finish)))
             if finish is None:
                 keep.append(seq)
@@ -237,24 +242,19 @@ class Scheduler:
             self._m_active.set(len(keep))
         self._deliver(out)
 
-    def _finish(self, seq: Sequence, token: int) -> tuple[str | None, str]:
-        """Why the sequence ends after `token` (or None), and the text it adds."""
-        if token == self.stepper.eos:  # the model's own end: no text
-            return "stop", seq.pipeline.flush()
-        text, stopped = seq.pipeline.push(token)
-        if stopped:
-            return "stop", text
-        if seq.generated >= seq.max_tokens:
-            return "length", text + seq.pipeline.flush()
-        return None, text
+    def _finish(self, seq: Sequence, token: int) -> tuple[str | None, str | None]:
+        """Why the sequence ends after `token` (or None), and the text it adds: None when the event loop
+        renders it later (a sequence without stop sequences, whose end the text cannot change)."""
+        end = "stop" if token == self.stepper.eos else "length" if seq.generated >= seq.max_tokens else None
+        if not seq.text_on_worker:
+            return end, None
+        text, stopped = _text(seq, token, end)
+        return ("stop" if stopped else end), text
 
     @staticmethod
     def _render(seq: Sequence, event: Event) -> str:
         """An event's text, for a sequence without stop sequences (on the event loop, in token order)."""
-        if event.finish == "stop":  # the model's own end: no text
-            return seq.pipeline.flush()
-        text = seq.pipeline.push(event.choice.token)[0]
-        return text + seq.pipeline.flush() if event.finish else text
+        return _text(seq, event.choice.token, event.finish)[0]
 
     def _deliver(self, events: list[tuple[Sequence, Event]]) -> None:
         """Queue events for the event loop; wake it only if it is not polling and no wake-up is on its way."""
