@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import zlib
 
-from service.runtime.errors import BadInput, PayloadTooLarge
+from service.runtime.errors import BadInput, PayloadTooLarge, shown
 
 # zlib window bits: 16 + MAX_WBITS reads the gzip wrapper; MAX_WBITS reads the zlib (deflate) wrapper.
 WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -17,7 +17,7 @@ def decode_body(body: bytes, content_encoding: str | None, max_bytes: int) -> by
     if encoding == "identity":
         return body
     if encoding not in WBITS:
-        raise BadInput(f"Content-Encoding {content_encoding!r} is not supported; use gzip, deflate or none")
+        raise BadInput(f"Content-Encoding {shown(content_encoding)} is not supported; use gzip, deflate or none")
     inflater = zlib.decompressobj(WBITS[encoding])
     try:
         out = inflater.decompress(body, max_bytes + 1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown, json_type
 from service.runtime.onnx_model import V2_TO_NUMPY
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -43,7 +43,7 @@ MAX_ELEMENTS = 2**40  # far beyond any body the size limit admits, and far below
 
 def _shape(raw, where: str) -> list[int]:
     if not isinstance(raw, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw):
-        raise BadInput(f"{where}.shape must be a list of non-negative integers, got {raw!r}")
+        raise BadInput(f"{where}.shape must be a list of non-negative integers, got {shown(raw)}")
     count = 1
     for d in raw:  # Python ints: no wrap-around, unlike np.prod in int64
         count *= d
@@ -57,7 +57,7 @@ def _params(raw, where: str) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise BadInput(f"{where}.parameters must be a JSON object, got {type(raw).__name__}")
+        raise BadInput(f"{where}.parameters must be a JSON object, got {json_type(raw)}")
     return raw
 
 
@@ -67,7 +67,7 @@ def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
     shape = _shape(spec.get("shape"), where)
     datatype = spec.get("datatype")
     if not isinstance(datatype, str) or datatype not in V2_TO_NUMPY:
-        raise BadInput(f"{where}.datatype {datatype!r} is not supported; use one of {sorted(V2_TO_NUMPY)}")
+        raise BadInput(f"{where}.datatype {shown(datatype)} is not supported; use one of {shown(sorted(V2_TO_NUMPY), 400)}")
     dtype = np.dtype(V2_TO_NUMPY[datatype])
     expected = math.prod(shape)
     if binary is not None:
@@ -92,30 +92,30 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
         try:
             n = int(header_length)
         except ValueError:
-            raise BadInput(f"Inference-Header-Content-Length must be an integer, got {header_length!r}") from None
+            raise BadInput(f"Inference-Header-Content-Length must be an integer, got {shown(header_length)}") from None
         if not 0 < n <= len(body):
             raise BadInput(f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes")
         header, tail = load_json(body[:n], "the inference header"), memoryview(body)[n:]
     else:
         header, tail = load_json(body, "the request body"), memoryview(b"")
     if not isinstance(header, dict):
-        raise BadInput("the request body must be a JSON object with an 'inputs' list")
+        raise BadInput("the request body must be a JSON object with an \"inputs\" list")
     specs = header.get("inputs")
     if not isinstance(specs, list) or not specs:
-        raise BadInput("'inputs' must be a non-empty list of tensors")
+        raise BadInput('"inputs" must be a non-empty list of tensors')
     inputs, offset = {}, 0
     for i, spec in enumerate(specs):
         name = spec.get("name") if isinstance(spec, dict) else None
-        where = f"inputs[{i}]" + (f" ({name!r})" if name else "")
+        where = f"inputs[{i}]" + (f" ({shown(name)})" if name else "")
         if not isinstance(name, str):
             raise BadInput(f"{where}.name must be a string")
         if name in inputs:
-            raise BadInput(f"input {name!r} is given twice")
+            raise BadInput(f"input {shown(name)} is given twice")
         size = _params(spec.get("parameters"), where).get("binary_data_size")
         chunk = None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(tail):
-                raise BadInput(f"{where}.parameters.binary_data_size {size!r} runs past the {len(tail)} bytes of binary data")
+                raise BadInput(f"{where}.parameters.binary_data_size {shown(size)} runs past the {len(tail)} bytes of binary data")
             chunk, offset = tail[offset:offset + size], offset + size
         inputs[name] = _tensor(spec, where, chunk)
     if offset != len(tail):
@@ -125,7 +125,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
     requested, binary, classes = None, {}, {}
     if outputs is not None:
         if not isinstance(outputs, list):
-            raise BadInput("'outputs' must be a list of {\"name\": ...} objects")
+            raise BadInput('"outputs" must be a list of {"name": ...} objects')
         requested = []
         for i, o in enumerate(outputs):
             name = o.get("name") if isinstance(o, dict) else None
@@ -137,7 +137,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             k = oparams.get("classification")
             if k is not None:
                 if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-                    raise BadInput(f"outputs[{i}].parameters.classification must be a positive integer, got {k!r}")
+                    raise BadInput(f"outputs[{i}].parameters.classification must be a positive integer, got {shown(k)}")
                 classes[name] = k
     rid = header.get("id")
     return InferRequest(inputs, str(rid) if rid is not None else None, binary,

@@ -13,7 +13,7 @@ from service.deps import Config, Repo
 from service.protocol.v2 import load_json
 from service.runtime.classify import (array_to_input, check_texts, classify_images, classify_texts, decode_base64,
                                       decode_image, image_to_array)
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown, task_noun
 
 router = APIRouter(prefix="/v1/models", tags=["tasks"])
 MAX_IMAGES = 1024
@@ -25,7 +25,7 @@ async def _images_from_request(request: Request, pre) -> tuple[list, int | None]
         form = await request.form()
         files = form.getlist("files") or form.getlist("file")
         if not files:
-            raise BadInput("multipart upload needs one or more 'files' parts")
+            raise BadInput("multipart upload needs one or more \"files\" parts")
         if len(files) > MAX_IMAGES:
             raise BadInput(f"at most {MAX_IMAGES} images per request, got {len(files)}")
         out = []
@@ -56,7 +56,7 @@ async def _images_from_request(request: Request, pre) -> tuple[list, int | None]
 def _body_k(doc: dict) -> int | None:
     k = doc.get("top_k")
     if k is not None and (not isinstance(k, int) or isinstance(k, bool)):
-        raise BadInput(f"top_k must be an integer, got {k!r}")
+        raise BadInput(f"top_k must be an integer, got {shown(k)}")
     return k
 
 
@@ -81,7 +81,7 @@ async def classify(model: str, request: Request, repo: Repo, settings: Config,
     elif task == "image-classification":
         images, body_k = await _images_from_request(request, loaded.card.preprocess)
     else:
-        raise BadInput(f"model {model!r} is a {task} model; /classify serves image and subword text classifiers")
+        raise BadInput(f"model {shown(model)} is {task_noun(task)}; /classify serves image and subword text classifiers")
     loaded = repo.get(model)  # again after the last await: a reload may have swapped the version meanwhile
     k = next((v for v in (top_k, body_k) if v is not None), 3)  # 0 is a value, not "not given"
     k = min(k, len(loaded.card.labels)) if k > 0 else k

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from service import sse
 from service.deps import Config, Repo
 from service.protocol.v2 import load_json
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown
 from service.runtime.generate import Generation, parse
 from service.runtime.sampling import Choice
 
@@ -30,17 +30,17 @@ def _request(doc, repo: Repo, settings: Config) -> tuple[Generation, bool, bool]
         raise BadInput('the body must be a JSON object {"model": "...", "prompt": "...", ...}')
     model = doc.get("model")
     if not isinstance(model, str):
-        raise BadInput(f'"model" must be a string naming a model (see GET /v1/models), got {model!r}')
+        raise BadInput(f'"model" must be a string naming a model (see GET /v1/models), got {shown(model)}')
     repo.entry(model)  # 404 for an unknown model
     for field, default in UNSUPPORTED.items():
         if doc.get(field) is not None and doc[field] != default:
-            raise BadInput(f'"{field}" = {doc[field]!r} is not supported; only {default!r}')
+            raise BadInput(f'"{field}" = {shown(doc[field])} is not supported; only {shown(default)}')
     prompt = doc.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
         prompt = prompt[0]
     stream, options = doc.get("stream") or False, doc.get("stream_options") or {}
     if not isinstance(stream, bool) or not isinstance(options, dict):
-        raise BadInput(f'"stream" must be true or false and "stream_options" an object, got {stream!r}, {options!r}')
+        raise BadInput(f'"stream" must be true or false and "stream_options" an object, got {shown(stream)}, {shown(options)}')
     req = parse(prompt, doc, settings, prompt_field="prompt")
     return Generation(repo.get(model), req), stream, bool(options.get("include_usage"))
 

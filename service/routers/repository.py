@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from service.deps import Repo
 from service.protocol.v2 import load_json
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown
 
 router = APIRouter(prefix="/v2/repository", tags=["repository"])
 
@@ -36,7 +36,7 @@ async def load(model: str, repo: Repo) -> dict:
     entries = await repo.load(model)
     failed = [e for e in entries if e.state != "READY"]
     if failed:
-        raise BadInput(f"failed to load {model!r}: " + "; ".join(f"version {e.version}: {e.reason}" for e in failed))
+        raise BadInput(f"failed to load {shown(model)}: " + "; ".join(f"version {e.version}: {e.reason}" for e in failed))
     return {"name": model, "versions": {str(e.version): {"state": e.state, "reason": e.reason} for e in entries}}
 
 

@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 
 from service import metrics
-from service.runtime.errors import BadInput, DeadlineExceeded, ModelNotReady, Overloaded, ServiceError
+from service.runtime.errors import BadInput, DeadlineExceeded, ModelNotReady, Overloaded, ServiceError, shown
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,9 @@ class DynamicBatcher:
 
     def _admit(self, n: int) -> None:
         if self._closed:
-            raise ModelNotReady(f"this version of {self.model!r} is being unloaded or replaced; retry")
+            raise ModelNotReady(f"this version of {shown(self.model)} is being unloaded or replaced; retry")
         if len(self._queue) + n > self.max_queue:
-            raise Overloaded(f"model {self.model!r} has {len(self._queue)} requests queued; retry shortly")
+            raise Overloaded(f"model {shown(self.model)} has {len(self._queue)} requests queued; retry shortly")
 
     def _pending(self, inputs: Tensors, now: float, timeout_s: float) -> _Pending:
         # Without batching a request is one opaque item: its tensors need not share a first axis (a
@@ -269,7 +269,7 @@ class DynamicBatcher:
                 continue
             if now > p.deadline:
                 p.future.set_exception(DeadlineExceeded(
-                    f"request waited {now - p.enqueued:.3f}s in the queue of {self.model!r}, past its deadline"))
+                    f"request waited {now - p.enqueued:.3f}s in the queue of {shown(self.model)}, past its deadline"))
                 continue
             self._m_wait.observe(now - p.enqueued)
             live.append(p)
@@ -312,7 +312,7 @@ class DynamicBatcher:
                 return
             bad = {k: len(v) for k, v in outputs.items() if len(v) != total}
             if bad:
-                raise BatchCountError(f"model {self.model!r} returned {bad} rows for a batch of {total}")
+                raise BatchCountError(f"model {shown(self.model)} returned {bad} rows for a batch of {total}")
         except Exception as exc:  # fan the failure out to every request in the batch
             log.exception("batch of %d rows failed on %s", total, self.model)
             for p in batch:

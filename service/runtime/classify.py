@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from service.card import ImagePreprocess
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown, json_type, task_noun
 from service.runtime.infer import infer
 from service.runtime.repository import Loaded
 from service.text import ATTENTION_MASK, INPUT_IDS
@@ -64,8 +64,8 @@ def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
     if x.ndim == 2 and pre.channels == 1:
         x = x[None]
     if x.shape != (pre.channels, pre.height, pre.width):
-        raise BadInput(f"{where}: shape must be ({pre.height}, {pre.width}) or "
-                       f"({pre.channels}, {pre.height}, {pre.width}), got {x.shape}")
+        raise BadInput(f"{where}: shape must be [{pre.height}, {pre.width}] or "
+                       f"[{pre.channels}, {pre.height}, {pre.width}], got {list(x.shape)}")
     return normalise(x * pre.scale, pre)
 
 
@@ -90,7 +90,7 @@ async def classify_images(loaded: Loaded, images: list[np.ndarray], *, k: int, t
     """Preprocessed images (C, H, W) -> per image, the k most likely labels with probabilities."""
     card = loaded.card
     if card.task != "image-classification":
-        raise BadInput(f"model {card.name!r} is a {card.task} model, not an image classifier")
+        raise BadInput(f"model {shown(card.name)} is {task_noun(card.task)}, not an image classifier")
     if not images:
         raise BadInput("no images given")
     _check_k(loaded, k)
@@ -102,7 +102,7 @@ async def classify_images(loaded: Loaded, images: list[np.ndarray], *, k: int, t
 def check_texts(texts, field: str, limit: int) -> list[str]:
     """A non-empty list of at most `limit` non-empty strings, or BadInput naming `field` (and the item)."""
     if not isinstance(texts, list):
-        raise BadInput(f'"{field}" must be a list of strings, got {type(texts).__name__}')
+        raise BadInput(f'"{field}" must be a list of strings, got {json_type(texts)}')
     if not texts:
         raise BadInput(f'"{field}" is empty: give at least one text')
     if len(texts) > limit:
@@ -110,7 +110,7 @@ def check_texts(texts, field: str, limit: int) -> list[str]:
     for i, t in enumerate(texts):
         where = f"{field}[{i}]" if field == "texts" else field
         if not isinstance(t, str):
-            raise BadInput(f"{where} must be a string, got {type(t).__name__}")
+            raise BadInput(f"{where} must be a string, got {json_type(t)}")
         if not t.strip():
             raise BadInput(f"{where} is empty: give some text to classify")
         if len(t) > MAX_TEXT_CHARS:
@@ -126,7 +126,7 @@ async def classify_texts(loaded: Loaded, texts: list[str], *, k: int, timeout_s:
     request, so the batcher pads it only to the longest text of the batch it joins, and buckets by length."""
     card, tok = loaded.card, loaded.tokenizer
     if card.task != "text-classification" or tok is None:
-        raise BadInput(f"model {card.name!r} is a {card.task} model, not a subword text classifier")
+        raise BadInput(f"model {shown(card.name)} is {task_noun(card.task)}, not a subword text classifier")
     _check_k(loaded, k)
     ids = tok.encode(texts)
     for i, row in enumerate(ids):

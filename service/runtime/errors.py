@@ -1,5 +1,7 @@
 """Errors the data plane raises; `service.errors` maps each to an HTTP status with `{"error": ...}`."""
 
+import json
+
 
 class ServiceError(Exception):
     status = 500
@@ -40,3 +42,30 @@ class PayloadTooLarge(ServiceError):
     """The body (after decompression) is larger than the server accepts."""
 
     status = 413
+
+
+# -- how messages show what the client sent: as JSON, the language of the request ---------------------------
+
+_JSON_TYPES = ((type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
+               ((list, tuple), "an array"), (dict, "an object"))
+TASK_NOUNS = {"image-classification": "an image classifier", "text-classification": "a text classifier",
+              "language-model": "a language model"}
+
+
+def shown(value, limit: int = 60) -> str:
+    """`value` as JSON text (null, true, "text", [1, 2]), shortened to `limit` characters."""
+    try:
+        text = json.dumps(value.tolist() if hasattr(value, "tolist") else value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def json_type(value) -> str:
+    """The JSON type of a parsed value, with its article: "null", "a string", "an object", ..."""
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
+
+
+def task_noun(task: str) -> str:
+    """"an image classifier" for "image-classification", and so on."""
+    return TASK_NOUNS.get(task, f"a {task} model")

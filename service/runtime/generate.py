@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from service.runtime import sampling
-from service.runtime.errors import BadInput, ServiceError
+from service.runtime.errors import BadInput, ServiceError, shown, task_noun
 from service.runtime.repository import Loaded
 from service.runtime.sequence import Event, Sequence
 from service.settings import Settings
@@ -51,18 +51,18 @@ class GenRequest:
 def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> GenRequest:
     """Check every field; a BadInput names the field, what it must be and what came."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise BadInput(f'"{prompt_field}" must be a non-empty string, got {_show(prompt)}')
+        raise BadInput(f'"{prompt_field}" must be a non-empty string, got {shown(prompt)}')
     if len(prompt) > settings.generation_max_prompt_chars:
         raise BadInput(f'"{prompt_field}" has {len(prompt)} characters; the limit is {settings.generation_max_prompt_chars}')
     cap = settings.generation_max_tokens
     max_tokens = params.get("max_tokens")
     max_tokens = min(DEFAULT_MAX_TOKENS, cap) if max_tokens is None else max_tokens
     if not sampling._is_int(max_tokens) or not 1 <= max_tokens <= cap:
-        raise BadInput(f'"max_tokens" must be an integer from 1 to {cap}, got {_show(max_tokens)}')
+        raise BadInput(f'"max_tokens" must be an integer from 1 to {cap}, got {shown(max_tokens)}')
     stop = params.get("stop")
     stop = () if stop is None else (stop,) if isinstance(stop, str) else stop
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop):
-        raise BadInput(f'"stop" must be a non-empty string or a list of them, got {_show(stop)}')
+        raise BadInput(f'"stop" must be a non-empty string or a list of them, got {shown(stop)}')
     if len(stop) > settings.generation_max_stop:
         raise BadInput(f'"stop" has {len(stop)} sequences; at most {settings.generation_max_stop} are allowed')
     if any(len(s) > MAX_STOP_CHARS for s in stop):  # each token checks every prefix: keep that cheap
@@ -71,11 +71,6 @@ def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> Gen
     given = {k: params[k] for k in SAMPLING_FIELDS if params.get(k) is not None}
     sp = sampling.SamplingParams(**given, logprobs=logprobs)  # checks the ranges
     return GenRequest(prompt, sp, int(max_tokens), tuple(stop), None if logprobs is None else int(logprobs))
-
-
-def _show(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class Detokenizer:
@@ -124,7 +119,7 @@ class Generation:
     def __init__(self, loaded: Loaded, req: GenRequest):
         card, sched = loaded.card, loaded.scheduler
         if sched is None:
-            raise BadInput(f"model {card.name!r} is a {card.task} model; generation serves char and word language "
+            raise BadInput(f"model {shown(card.name)} is {task_noun(card.task)}; generation serves char and word language "
                            f"models")
         self.loaded, self.req, self.texts = loaded, req, sched.stepper.texts
         ids, self.prompt_tokens = sched.stepper.encode(req.prompt)

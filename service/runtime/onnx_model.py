@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 
 from service.card import ModelCard, TensorSpec
-from service.runtime.errors import ModelLoadError
+from service.runtime.errors import ModelLoadError, shown
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,10 @@ def session_options(intra_op: int = 0, inter_op: int = 0, level: str = "all") ->
 def _check_spec(kind: str, spec: TensorSpec, node) -> None:
     got_type = ORT_TO_V2.get(node.type, node.type)
     if got_type != spec.datatype:
-        raise ModelLoadError(f"{kind} {spec.name!r}: card says {spec.datatype}, graph has {got_type}")
+        raise ModelLoadError(f"{kind} {shown(spec.name)}: card says {spec.datatype}, graph has {got_type}")
     graph_shape = [d if isinstance(d, int) else -1 for d in node.shape]  # symbolic dims are dynamic
     if len(graph_shape) != len(spec.shape) or any(c != g for c, g in zip(spec.shape, graph_shape)):
-        raise ModelLoadError(f"{kind} {spec.name!r}: card says shape {spec.shape}, graph has {graph_shape}")
+        raise ModelLoadError(f"{kind} {shown(spec.name)}: card says shape {spec.shape}, graph has {graph_shape}")
 
 
 class OnnxModel:
@@ -85,7 +85,7 @@ class OnnxModel:
                                    ("output", self.card.outputs, self.session.get_outputs())):
             by_name = {n.name: n for n in nodes}
             if sorted(by_name) != sorted(s.name for s in specs):
-                raise ModelLoadError(f"{kind}s: card lists {[s.name for s in specs]}, graph has {sorted(by_name)}")
+                raise ModelLoadError(f"{kind}s: card lists {shown([s.name for s in specs], 400)}, graph has {shown(sorted(by_name), 400)}")
             for spec in specs:
                 _check_spec(kind, spec, by_name[spec.name])
 

@@ -21,7 +21,7 @@ import onnxruntime as ort
 from service import metrics
 from service.card import CARD_FILE, Artifact, ModelCard, load_card
 from service.runtime.batcher import Arrivals, DynamicBatcher
-from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady
+from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady, shown
 from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
 from service.runtime.scheduler import Scheduler
@@ -204,7 +204,11 @@ class ModelRepository:
             model.warmup()
         except Exception as exc:  # onnxruntime raises its own types: any failure here is this model's alone
             raise ModelLoadError(f"the warm-up inference failed: {type(exc).__name__}: {exc}") from exc
-        if not model.batchable:
+        if not model.batchable and card.task == "language-model":
+            # Expected: a stepping graph's state is (layers, batch, hidden). Not worth a warning at every start.
+            log.info("%s/%s: V2 infer and /score run each request on its own (the state's batch axis is its "
+                     "second); generation steps sequences together", name, version)
+        elif not model.batchable:
             log.warning("%s/%s: first axis is not dynamic (-1) in every input and output; batching is off", name, version)
         tokenizer = subword_tokenizer(folder, card, blobs)
         size, delay = s.batching_for(name, card.batching.max_batch_size, card.batching.max_delay_ms)
@@ -234,7 +238,7 @@ class ModelRepository:
     async def _load(self, name: str) -> list[Entry]:
         on_disk = self.scan().get(name)
         if not on_disk:
-            raise ModelNotFound(f"model {name!r} is not in the repository {self.root}")
+            raise ModelNotFound(f"model {shown(name)} is not in the repository {self.root}")
         async with self._locks.setdefault(name, asyncio.Lock()):
             wanted = self.wanted_versions(name, on_disk)
             results = []
@@ -287,7 +291,7 @@ class ModelRepository:
         """Release every version of `name`. It stays known (UNAVAILABLE, 503) until it is loaded again."""
         keys = [k for k in self._entries if k[0] == name]
         if not keys:
-            raise ModelNotFound(f"model {name!r} is not loaded")
+            raise ModelNotFound(f"model {shown(name)} is not loaded")
         async with self._locks.setdefault(name, asyncio.Lock()):
             for n, v in keys:
                 await self._drop(n, v, keep_as="unloaded by request")
@@ -329,7 +333,7 @@ class ModelRepository:
         """`name`'s entries, oldest version first (the index's own list: not to be changed)."""
         found = self._entries.by_name.get(name)
         if not found:
-            raise ModelNotFound(f"unknown model {name!r}")
+            raise ModelNotFound(f"unknown model {shown(name)}")
         return found
 
     def versions(self, name: str) -> list[Entry]:
@@ -343,11 +347,11 @@ class ModelRepository:
         for e in entries:
             if e.version == version:
                 return e
-        raise ModelNotFound(f"model {name!r} has no version {version} (known: {[e.version for e in entries]})")
+        raise ModelNotFound(f"model {shown(name)} has no version {version} (known: {[e.version for e in entries]})")
 
     def get(self, name: str, version: int | None = None) -> Loaded:
         """The serving model version, or ModelNotFound (404) / ModelNotReady (503)."""
         e = self.entry(name, version)
         if e.state != READY or e.loaded is None:
-            raise ModelNotReady(f"model {name!r} version {e.version} is {e.state}" + (f": {e.reason}" if e.reason else ""))
+            raise ModelNotReady(f"model {shown(name)} version {e.version} is {e.state}" + (f": {e.reason}" if e.reason else ""))
         return e.loaded

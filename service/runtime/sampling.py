@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown
 
 MAX_LOGPROBS = 20
 
@@ -40,15 +40,15 @@ class SamplingParams:
     def __post_init__(self):
         checks = [
             (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 100,
-             f"temperature must be between 0 and 100, got {self.temperature!r}"),
-            (_is_int(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0, got {self.top_k!r}"),
-            (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p!r}"),
+             f"temperature must be between 0 and 100, got {shown(self.temperature)}"),
+            (_is_int(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0, got {shown(self.top_k)}"),
+            (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {shown(self.top_p)}"),
             (isinstance(self.repetition_penalty, (int, float)) and 0 < self.repetition_penalty <= 10,
-             f"repetition_penalty must be in (0, 10], got {self.repetition_penalty!r}"),
+             f"repetition_penalty must be in (0, 10], got {shown(self.repetition_penalty)}"),
             (self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63),
-             f"seed must be an integer in [0, 2**63), got {self.seed!r}"),
+             f"seed must be an integer in [0, 2**63), got {shown(self.seed)}"),
             (self.logprobs is None or (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
-             f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {self.logprobs!r}"),
+             f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {shown(self.logprobs)}"),
         ]
         for ok, message in checks:
             if not ok:

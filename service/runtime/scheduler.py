@@ -32,7 +32,7 @@ import numpy as np
 
 from service import metrics
 from service.runtime import sampling
-from service.runtime.errors import ModelNotReady, Overloaded
+from service.runtime.errors import ModelNotReady, Overloaded, shown
 from service.runtime.lm_step import RecurrentStep, NgramStep
 from service.runtime.sequence import Event, GenerationFailed, Sequence
 
@@ -123,9 +123,9 @@ class Scheduler:
     # -- requests (event loop) -------------------------------------------------------------------
     def submit(self, seq: Sequence) -> Sequence:
         if self._closing or self._thread is None:
-            raise ModelNotReady(f"model {self.model!r} is not accepting generation requests (unloading)")
+            raise ModelNotReady(f"model {shown(self.model)} is not accepting generation requests (unloading)")
         if len(self._inbox) + self._prefilling + len(self._active) >= self.max_active + self.max_waiting:
-            raise Overloaded(f"model {self.model!r} has {self.max_active} sequences generating and "
+            raise Overloaded(f"model {shown(self.model)} has {self.max_active} sequences generating and "
                              f"{self.max_waiting} waiting; retry later")
         self._inbox.append(seq)
         self._m_waiting.set(len(self._inbox))

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, shown, task_noun
 from service.runtime.lm_step import bos_padded, primed, zero_state
 from service.runtime.repository import Loaded
 from service.runtime.sampling import log_softmax
@@ -58,7 +58,7 @@ async def _recurrent(loaded: Loaded, text: str, timeout_s: float) -> tuple[np.nd
 async def score_text(loaded: Loaded, text, *, timeout_s: float) -> dict:
     card = loaded.card
     if card.task != "language-model" or loaded.vocab is None:
-        raise BadInput(f"model {card.name!r} is a {card.task} model; /score serves char and word language models")
+        raise BadInput(f"model {shown(card.name)} is {task_noun(card.task)}; /score serves char and word language models")
     if not isinstance(text, str) or not text.strip():
         raise BadInput('"text" must be a non-empty string')
     if len(text) > MAX_CHARS:
@@ -66,11 +66,11 @@ async def score_text(loaded: Loaded, text, *, timeout_s: float) -> dict:
     run = _ngram if card.family.startswith("ngram/") else _recurrent
     ids, logp = await run(loaded, text, timeout_s)
     vocab, total = loaded.vocab, float(logp.sum())
-    shown = {vocab.id(vocab.eos): vocab.eos_text} if vocab.eos else {}
+    spelled = {vocab.id(vocab.eos): vocab.eos_text} if vocab.eos else {}
     ce = -total / len(ids)
     return {
         "model": card.name, "version": str(card.version),
-        "tokens": [{"token": shown.get(int(t), vocab.tokens[int(t)]), "id": int(t), "logprob": float(lp)}
+        "tokens": [{"token": spelled.get(int(t), vocab.tokens[int(t)]), "id": int(t), "logprob": float(lp)}
                    for t, lp in zip(ids, logp)],
         "token_count": len(ids), "logprob": total, "cross_entropy": ce,
         "bits_per_token": ce / math.log(2), "perplexity": math.exp(ce),

@@ -182,6 +182,8 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
     cases = [
         (gen, {"text_input": "", "parameters": {}}, 400, "text_input"),
         (gen, {"parameters": {}}, 400, "text_input"),
+        (gen, {"text_input": None}, 400, "got null"),  # the request's own terms, not Python's None
+        (gen, {"text_input": "a", "parameters": {"temperature": "hot"}}, 400, 'got "hot"'),
         (gen, {"text_input": "a" * 8001}, 400, "limit is 8000"),
         (gen, {"text_input": "a", "parameters": {"max_tokens": 0}}, 400, "max_tokens"),
         (gen, {"text_input": "a", "parameters": {"max_tokens": 513}}, 400, "max_tokens"),
@@ -194,13 +196,13 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
         (gen, {"text_input": "a", "parameters": {"temprature": 1}}, 400, "temprature"),
         ("/v2/models/island-lstm/generate_stream", {"text_input": "a", "parameters": {"seed": -1}}, 400, "seed"),
         ("/v2/models/nope/generate", {"text_input": "a"}, 404, "nope"),
-        ("/v2/models/lin/generate", {"text_input": "a"}, 400, "image-classification"),
+        ("/v2/models/lin/generate", {"text_input": "a"}, 400, "an image classifier"),
         ("/v1/completions", {"prompt": "a"}, 400, '"model"'),
         ("/v1/completions", {"model": "island-lstm", "prompt": "a", "n": 2}, 400, '"n"'),
         ("/v1/completions", {"model": "island-lstm", "prompt": "  "}, 400, '"prompt"'),
         ("/v1/completions", {"model": "island-lstm", "prompt": "a", "max_tokens": -5, "stream": True}, 400,
          "max_tokens"),
-        ("/v1/completions", {"model": "lin", "prompt": "a"}, 400, "image-classification"),
+        ("/v1/completions", {"model": "lin", "prompt": "a"}, 400, "an image classifier"),
     ]
     got = post_all(serve, gen_repo, [(p, d) for p, d, _, _ in cases]
                    + [(gen, {"text_input": "\u20ac\u20ac q\u00e6", "parameters": {"max_tokens": 3}})])

@@ -57,15 +57,15 @@ def test_fixed_first_axis_is_not_batchable(make_repo):
 
 
 @pytest.mark.parametrize("change, words", [
-    ({"inputs": [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]}, ["inputs", "'image'", "'input'"]),
-    ({"outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 10]}]}, ["outputs", "'scores'", "'logits'"]),
-    ({"inputs": [{"name": "input", "datatype": "FP16", "shape": [-1, 1, 28, 28]}]}, ["'input'", "FP16", "FP32"]),
-    ({"outputs": [{"name": "logits", "datatype": "INT64", "shape": [-1, 10]}]}, ["'logits'", "INT64", "FP32"]),
+    ({"inputs": [{"name": "image", "datatype": "FP32", "shape": [-1, 1, 28, 28]}]}, ["inputs", '\"image\"', '\"input\"']),
+    ({"outputs": [{"name": "scores", "datatype": "FP32", "shape": [-1, 10]}]}, ["outputs", '\"scores\"', '\"logits\"']),
+    ({"inputs": [{"name": "input", "datatype": "FP16", "shape": [-1, 1, 28, 28]}]}, ['\"input\"', "FP16", "FP32"]),
+    ({"outputs": [{"name": "logits", "datatype": "INT64", "shape": [-1, 10]}]}, ['\"logits\"', "INT64", "FP32"]),
     ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 784]}]}, ["shape", "[-1, 784]"]),
     ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [4, 1, 28, 28]}]}, ["shape", "[4, 1, 28, 28]"]),
     ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, -1]}]}, ["shape", "[-1, 1, 28, -1]"]),
     ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]},
-                 {"name": "mask", "datatype": "BOOL", "shape": [-1, 28]}]}, ["inputs", "'mask'"]),
+                 {"name": "mask", "datatype": "BOOL", "shape": [-1, 28]}]}, ["inputs", '\"mask\"']),
 ])
 def test_card_that_disagrees_with_the_graph_is_refused(make_repo, change, words):
     repo = make_repo(("lin", 1))

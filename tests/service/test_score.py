@@ -75,4 +75,4 @@ def test_bad_score_requests(score_repo, serve, make_repo):
     assert "non-empty string" in got[0].json()["error"] and "limit" in got[4].json()["error"]
     image_repo = make_repo(("lin", 1))
     (refused,) = score_all(serve, image_repo.root, [("lin", {"text": "a"})])
-    assert refused.status_code == 400 and "image-classification" in refused.json()["error"]
+    assert refused.status_code == 400 and "an image classifier" in refused.json()["error"]

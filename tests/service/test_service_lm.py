@@ -54,4 +54,4 @@ def test_language_models_are_ready_and_infer(lm_repo, serve):
     assert outs["logits"]["shape"][:2] == [3, 3] and outs["hn"]["shape"] == [2, 3, 8]
     ref = session(lm_repo / "lstm" / "1" / "model.onnx").run(None, feeds)
     np.testing.assert_allclose(np.array(outs["logits"]["data"]).reshape(ref[0].shape), ref[0], rtol=1e-5, atol=1e-6)
-    assert refused.status_code == 400 and "language-model" in refused.json()["error"]
+    assert refused.status_code == 400 and "a language model" in refused.json()["error"]

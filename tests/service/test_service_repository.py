@@ -24,7 +24,7 @@ BROKEN = {
     "missing_onnx": ["model.onnx", "missing"],
     "bad_card_json": ["model.json", "not a valid model card", "JSON"],
     "invalid_card": ["model.json", "3 labels"],
-    "wrong_input_name": ["'image'", "'input'"],
+    "wrong_input_name": ['\"image\"', '\"input\"'],
     "wrong_datatype": ["INT64", "FP32"],
     "wrong_shape": ["[-1, 1, 32, 32]", "[-1, 1, 28, 28]"],
     "wrong_card_version": ["card for bad/101"],

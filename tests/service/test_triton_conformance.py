@@ -224,8 +224,8 @@ def test_wrong_shape_raises_with_useful_message(client, binary):
 
 @pytest.mark.parametrize("case, pattern", [
     ("datatype", r"datatype must be FP32"),
-    ("input-name", r"takes inputs \['input'\]"),
-    ("output-name", r"no output\(s\) \['probs'\]"),
+    ("input-name", r'takes inputs \["input"\]'),
+    ("output-name", r'no output\(s\) \["probs"\]'),
     ("too-many-rows", r"exceeds this model's max_batch_size"),
     ("version", r"no version 7"),
 ])
