@@ -1,7 +1,7 @@
 """Score the test split through a shipped ARPA file with KenLM's own query code, and compare with the card.
 
     pip install kenlm          # builds KenLM's Python module (a C++ compiler is needed)
-    python benchmarks/kenlm_check.py models/island-ngram-word3/1 --corpus ../shared/data/mysterious_island.txt
+    python benchmarks/kenlm_check.py models/island-ngram-word3/1 --corpus data/mysterious_island.txt
 
 This is the check that other tools read zooserve's ARPA files as zooserve means them: KenLM's
 `Model.score(sentence, bos=True, eos=True)` must give the card's test cross-entropy. It is a script rather

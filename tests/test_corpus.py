@@ -77,6 +77,7 @@ def test_prepare_scores_one_end_of_line_per_paragraph(fake_corpus):
 
 def test_download_offline_says_how_to_get_the_corpus(monkeypatch, tmp_path):
     monkeypatch.setattr(C, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(C, "REPO_COPY", tmp_path / "absent.txt")  # as in an installed package
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
@@ -90,6 +91,7 @@ def test_download_offline_says_how_to_get_the_corpus(monkeypatch, tmp_path):
 
 def test_download_with_a_wrong_checksum_keeps_nothing(monkeypatch, tmp_path):
     monkeypatch.setattr(C, "CACHE_DIR", tmp_path)
+    monkeypatch.setattr(C, "REPO_COPY", tmp_path / "absent.txt")
 
     class Response:
         def __enter__(self):
@@ -105,3 +107,17 @@ def test_download_with_a_wrong_checksum_keeps_nothing(monkeypatch, tmp_path):
     with pytest.raises(DatasetUnavailable, match="checksum mismatch"):
         C.load()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_repository_copy_is_the_published_file_and_the_default():
+    assert C.REPO_COPY.is_file()  # a source checkout carries it: the card-reproduction tests never skip
+    corpus = C.load()
+    assert corpus.source == C.REPO_COPY and corpus.official and corpus.sha256 == C.SHA256
+
+
+def test_a_changed_repository_copy_is_refused(monkeypatch, tmp_path):
+    changed = tmp_path / "mysterious_island.txt"
+    changed.write_bytes(C.REPO_COPY.read_bytes().replace(b"Cyrus", b"Cyril"))
+    monkeypatch.setattr(C, "REPO_COPY", changed)
+    with pytest.raises(DatasetUnavailable, match="not the published file"):
+        C.load()

@@ -1,7 +1,7 @@
 """Language-model results: n-gram orders against the recurrent models, on the same test split.
 
-    zooserve-lm-report --corpus ../shared/data/mysterious_island.txt                 # Markdown on stdout
-    zooserve-lm-report --corpus ... --readme README.md   # also replace the text between the LM markers
+    zooserve-lm-report                 # Markdown on stdout (the corpus: data/mysterious_island.txt)
+    zooserve-lm-report --readme README.md   # also replace the text between the LM markers
 
 The n-gram rows are estimated and scored now (orders 1..8 for chars, 1..5 for words, modified Kneser-Ney,
 plus add-one rows as the simple baseline); their time is the estimation time and their size the ONNX graph
@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from training.data.corpus import CORPUS_HELP
 from training.ngram.model import CorpusTooSmall, estimate
 from training.ngram.onnx_graph import build_graph
 from training.report import latest_cards, minutes, size, splice
@@ -28,7 +29,7 @@ FALLBACK = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback defaults
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", help="the text file (default: download Gutenberg #1268)")
+    p.add_argument("--corpus", help=CORPUS_HELP)
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--char-orders", type=int, default=8)
     p.add_argument("--word-orders", type=int, default=5)

@@ -1,6 +1,6 @@
 """Masked-LM pretraining of the Transformer encoder (the BERT recipe), for `train_transformer --init`.
 
-    python -m training.pretrain_mlm --corpus ../shared/data/mysterious_island.txt --epochs 4
+    python -m training.pretrain_mlm --corpus data/mysterious_island.txt --epochs 4
     zooserve-train-transformer --init runs/tweets-mlm/pretrained --epochs 4
 
 A from-scratch encoder sees only ~30k labelled tweets. Pretraining first teaches it English from
@@ -101,7 +101,7 @@ def book_pieces(path: str | None) -> list[str]:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     tweets.add_data_arguments(p)
-    p.add_argument("--corpus", help="extra unlabelled text, e.g. ../shared/data/mysterious_island.txt")
+    p.add_argument("--corpus", help="extra unlabelled text, e.g. data/mysterious_island.txt")
     p.add_argument("--vocab-size", type=int, default=8000)
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--d-model", type=int, default=128)

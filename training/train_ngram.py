@@ -1,6 +1,6 @@
 """Estimate an n-gram language model (interpolated modified Kneser-Ney, or add-k) and export it.
 
-    zooserve-train-ngram --unit char --order 7 --name island-ngram-char --corpus ../shared/data/mysterious_island.txt
+    zooserve-train-ngram --unit char --order 7 --name island-ngram-char
     zooserve-train-ngram --unit word --order 3 --name island-ngram-word3 --corpus ...
 
 Writes `<out>/<name>/<version>/`: `model.onnx` (context (B, N-1) -> log_probs (B, V)), `model.arpa.gz`
@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from training.data.corpus import END_MARKER, TITLE_LINE
+from training.data.corpus import CORPUS_HELP, END_MARKER, TITLE_LINE
 from training.export.card import next_version, write_card
 from training.export.onnx_export import file_digest
 from training.ngram import arpa
@@ -35,7 +35,7 @@ DRY_RUN_CHARS = 20_000
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", help="UTF-8 text file (default: download Gutenberg #1268 and check its sha256)")
+    p.add_argument("--corpus", help=CORPUS_HELP)
     p.add_argument("--title-line", default=TITLE_LINE, help="keep text from this line ('' = from the top)")
     p.add_argument("--end-marker", default=END_MARKER, help="and up to this marker ('' = to the end)")
     p.add_argument("--unit", choices=("char", "word"), default="char")

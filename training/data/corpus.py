@@ -1,8 +1,9 @@
 """A plain-text corpus for the language models: find or download it, strip the Gutenberg wrapper, split it.
 
-The default corpus is *The Mysterious Island* (Project Gutenberg #1268). Without `--corpus PATH` it is
-downloaded and its sha256 checked; a file given by path is used as it is, and the card records whether its
-checksum is the official one.
+The default corpus is *The Mysterious Island* (Project Gutenberg #1268). Without `--corpus PATH` it is the
+copy this repository carries in `data/` (public domain, byte for byte the Gutenberg file, header and
+licence included), or else downloaded; either way its sha256 is checked. A file given by path is used as it
+is, and the card records whether its checksum is the official one.
 
 Processing, in order (every step is what the model cards' figures were measured on):
 1. CRLF and CR become LF, as Python's text mode does, so that models see text in the form users send.
@@ -33,7 +34,11 @@ SHA256 = "355bfdc3f9b5e384b1918e817dd086ce0df97f4d294c69f032fb70b95c1e737c"
 TITLE_LINE = "THE MYSTERIOUS ISLAND"
 END_MARKER = "End of the Project Gutenberg"
 CACHE_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "zooserve" / NAME
+# The repository's own copy (a source checkout has it; an installed package does not).
+REPO_COPY = Path(__file__).resolve().parents[2] / "data" / "mysterious_island.txt"
 SPLITS = ("train", "validation", "test")
+CORPUS_HELP = ("UTF-8 text file (default: the repository's data/mysterious_island.txt, Gutenberg #1268, sha256-checked; "
+               "downloaded when absent)")
 
 HOW_TO_GET = (
     "The Mysterious Island corpus was not found and could not be downloaded. Either\n"
@@ -80,7 +85,12 @@ def strip_wrapper(text: str, title_line: str = TITLE_LINE, end_marker: str = END
 
 def load(path: str | os.PathLike | None = None, *, allow_download: bool = True, title_line: str = TITLE_LINE,
          end_marker: str = END_MARKER) -> Corpus:
-    """Read `path`, or the cached/downloaded official file when no path is given."""
+    """Read `path`; without one, the repository's copy, else the cached or downloaded official file."""
+    if path is None and REPO_COPY.is_file():
+        if hashlib.sha256(REPO_COPY.read_bytes()).hexdigest() != SHA256:
+            raise DatasetUnavailable(f"{REPO_COPY} is not the published file (sha256 differs): restore it from git, "
+                                     "or pass --corpus PATH to use it as it is")
+        path = REPO_COPY
     if path is None:
         if not allow_download and not (CACHE_DIR / "1268-0.txt").is_file():
             raise DatasetUnavailable(HOW_TO_GET)
