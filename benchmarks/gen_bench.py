@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.service.serve_fixture import running_server  # noqa: E402  (after the path fix above)
+from service import cpu  # noqa: E402  (after the path fix above)
+from tests.service.serve_fixture import running_server  # noqa: E402
 
 TARGETS = {"streams32_vs_raw32": 0.6, "latency1_vs_raw1": 1.3}  # >= and <= respectively
 
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(rows[-1], file=sys.stderr, flush=True)
 
     print(f"\ngen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime threads "
-          f"{args.threads}, {os.cpu_count()} CPUs (shared), load average {load0:.2f} at start and "
+          f"{args.threads}, {os.cpu_count()} CPUs: {cpu.describe()}, load average {load0:.2f} at start and "
           f"{os.getloadavg()[0]:.2f} at the end\n")
     print("| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
           "zooserve us/token/stream | ratio |")

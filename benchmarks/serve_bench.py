@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from service import cpu  # noqa: E402  (after the path is set)
+
 HOST = "127.0.0.1"  # the only address this script ever binds or connects to
 DEFAULT_MODELS = ["fashion-lenet", "fashion-resnet"]
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -510,14 +512,6 @@ def batch_histogram(port: int, model: str) -> tuple[float, float]:
 # -- machine info ----------------------------------------------------------------------------------
 
 def machine_info() -> dict:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     versions = {}
     for pkg in ("onnxruntime", "numpy", "fastapi", "starlette", "uvicorn", "httpx", "orjson", "uvloop", "httptools"):
         try:
@@ -525,7 +519,7 @@ def machine_info() -> dict:
         except metadata.PackageNotFoundError:
             versions[pkg] = "-"
     return {
-        "cpu": cpu, "logical_cpus": os.cpu_count(),
+        "cpu": cpu.cpu_name(), "isa": cpu.isa_level(), "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "os": platform.platform(), "python": platform.python_version(), "versions": versions,
         "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
@@ -790,7 +784,7 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> None
     p = print
     p(f"# zooserve serving benchmark ({extra['mode']} run)\n")
     v = info["versions"]
-    p(f"- machine: {info['cpu']}, {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable), {info['os']}")
+    p(f"- machine: {info['cpu']} ({info['isa']}), {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable), {info['os']}")
     p(f"- python {info['python']}; " + ", ".join(f"{k} {val}" for k, val in v.items()))
     la0, la1 = info.get("loadavg_start"), info.get("loadavg_end")
     if la0:

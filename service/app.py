@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, errors
+from service import __version__, cpu, errors
 from service.logs import configure_logging
 from service.middleware import ApiKey, BodyLimit, RequestMetrics
 from service.routers import classify, completions, generate, health, infer, metrics, models, repository, score
@@ -33,7 +33,9 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
         # the switch interval runs out: at Python's 5 ms, ResNet's batch thread sat idle ~2 ms between
         # batches of 32 at 64 clients (benchmarks/serve_bench.py); at 100 us, ~0.5 ms.
         sys.setswitchinterval(settings.gil_switch_interval_us / 1e6)
-        log.info("loading models from %s with providers %s", settings.repository, repo.providers)
+        # The CPU level decides onnxruntime's kernels and so the speed (INT8 graphs answer the same everywhere).
+        log.info("loading models from %s with providers %s on %s", settings.repository, repo.providers,
+                 cpu.describe())
         await repo.load_all()
         app.state.started = True
         repo.start_polling()

@@ -28,6 +28,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from service import cpu
 from service.card import ModelCard, find_cards, load_card
 from training.zoo import build_config
 
@@ -65,22 +66,30 @@ def latest_cards(repository: Path) -> list[tuple[Path, ModelCard]]:
 
 
 def torch_model(card: ModelCard, runs: Path, build=None) -> tuple[nn.Module | None, str | None]:
-    """The float model with its checkpoint weights, or (None, why not) for the footnotes.
+    """(the float model, a footnote or None): with its checkpoint's weights; without a checkpoint (a fresh
+    clone has none: `runs/` is not in the repository), the card's architecture at fresh weights, which times
+    the same (speed does not depend on the values); (None, why not) when there is nothing to time.
 
     `build(card)` makes the untrained module; by default the zoo's image architecture the card names."""
     if card.quantization is not None:
         return None, "an INT8 graph has no PyTorch counterpart"
+    build = build or (lambda c: build_config(c.training.arch, c.training.model_config_).build())
     ckpt = runs / card.name / "last.pt"
     if not ckpt.is_file():
-        return None, f"checkpoint {ckpt} not found"
+        return build(card).eval(), (f"PyTorch timed at freshly initialised weights of the card's architecture "
+                                    f"(no checkpoint {ckpt} here)")
     try:
         # weights_only: checkpoints are plain tensors and values; never unpickle code from disk.
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model = build(card) if build else build_config(card.training.arch, card.training.model_config_).build()
+        model = build(card)
         model.load_state_dict(state["best_model"])
     except Exception as exc:  # a stale or foreign checkpoint must not sink the whole report
         return None, f"checkpoint {ckpt} does not fit the card ({type(exc).__name__}: {exc})"
     return model.eval(), None
+
+
+def footnote(card: ModelCard, model: nn.Module | None, note: str) -> str:
+    return f"{card.name}: " + (f"PyTorch columns n/a: {note}." if model is None else f"{note}.")
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
@@ -161,17 +170,6 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform  # only where /proc is missing (macOS, Windows)
-    return platform.processor() or platform.machine() or "unknown"
-
-
 def footer(notes: list[str], threads: int, repeats: dict[int, int], warmup: int,
            inputs: str = "random inputs of the card's shape") -> str:
     runs = " and ".join(f"{n} runs at batch {b}" for b, n in repeats.items())
@@ -181,7 +179,7 @@ def footer(notes: list[str], threads: int, repeats: dict[int, int], warmup: int,
     if notes:
         lines += [f"- {note}" for note in notes] + [""]
     lines.append(f"Threads: {threads} (onnxruntime intra-op and torch.set_num_threads) · onnxruntime "
-                 f"{ort.__version__} · torch {torch.__version__} · CPU: {cpu_model()}")
+                 f"{ort.__version__} · torch {torch.__version__} · CPU: {cpu.describe()}")
     return "\n".join(lines)
 
 
@@ -217,11 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         for model_dir, card in entries:
             print(f"timing {card.name} v{card.version} ...", file=sys.stderr, flush=True)
-            model, why_not = torch_model(card, args.runs)
+            model, note = torch_model(card, args.runs)
             timings, agree = benchmark(model_dir, card, model, args.threads, repeats, warmup)
             rows.append(row(card, timings))
-            if why_not:
-                notes.append(f"{card.name}: PyTorch columns n/a: {why_not}.")
+            if note:
+                notes.append(footnote(card, model, note))
             elif not agree:
                 notes.append(f"{card.name}: the checkpoint's weights do not reproduce model.onnx (newer training "
                              "run?); the PyTorch timings are of the same architecture with other weights.")
