@@ -91,9 +91,22 @@ class Batching(_Strict):
     max_delay_ms: float = Field(ge=0)
 
 
+class MeasuredOn(_Strict):
+    """Where a figure was measured. Float kernels round differently across CPUs (last bits); INT8 graphs in the
+    project's format compute the same integers everywhere (see training/export/quantize.py)."""
+
+    isa: str = Field(description="the CPU level that picks onnxruntime's kernels: avx2, avx512, avx-vnni, "
+                                 "avx512-vnni, amx (service.cpu.isa_level)")
+    cpu: str = Field(description="the CPU's model name")
+    onnxruntime: str
+    emulator: str | None = Field(None, description="the command that emulated this CPU, e.g. "
+                                                   "'qemu-x86_64 -cpu EPYC-Rome'; None on the real CPU")
+
+
 class SplitMetrics(_Strict):
     split: str
     examples: int
+    measured_on: MeasuredOn | None = None
     accuracy: float | None = None
     cross_entropy: float | None = Field(None, description="nats per item (image or token)")
     bits_per_token: float | None = None
@@ -121,12 +134,27 @@ class Parity(_Strict):
     onnxruntime: str
 
 
+class IsaCheck(_Strict):
+    """The test split run again on another CPU level, compared with the card's own run."""
+
+    measured_on: MeasuredOn
+    examples: int
+    accuracy: float | None = None
+    cross_entropy: float | None = None
+    max_abs_diff: float = Field(description="largest |output here - output in the card's run| over the split")
+
+
 class Quantization(_Strict):
     method: str
     calibration_examples: int
     source_model: str
     accuracy_change: float | None = Field(None, description="quantized minus float test accuracy")
     cross_entropy_change: float | None = Field(None, description="quantized minus float test nats per token")
+    format: str | None = Field(None, description="integer formats, e.g. uint8 activations x int8 weights in "
+                                                 "[-64, 64], which no U8S8 kernel can saturate")
+    weight_range: list[int] | None = Field(None, min_length=2, max_length=2,
+                                           description="smallest and largest int8 weight in the graph")
+    isa_checks: list[IsaCheck] = Field(default_factory=list, description="the test split on other CPU levels")
 
 
 class Training(_Strict):

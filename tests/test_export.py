@@ -6,7 +6,6 @@ import copy
 import hashlib
 import json
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -201,9 +200,15 @@ def test_card_round_trips(model_dir, make_card_fields):
 
 
 def test_card_with_quantization_section(model_dir, make_card_fields):
-    q = {"method": "static QDQ", "calibration_examples": 64, "source_model": "fashion-tiny/1", "accuracy_change": -0.01}
+    avx2 = {"isa": "avx2", "cpu": "AMD EPYC-Rome (Zen 2), emulated", "onnxruntime": "1.32.0",
+            "emulator": "qemu-x86_64 -cpu EPYC-Rome"}
+    q = {"method": "static QDQ", "calibration_examples": 64, "source_model": "fashion-tiny/1", "accuracy_change": -0.01,
+         "format": "U8S8", "weight_range": [-64, 63],
+         "isa_checks": [{"measured_on": avx2, "examples": 32, "accuracy": 0.5, "max_abs_diff": 0.0}]}
     card = write_card(model_dir, make_card_fields(quantization=q))
     assert load_card(model_dir).quantization.model_dump(exclude_none=True) == q == card.quantization.model_dump(exclude_none=True)
+    with pytest.raises(ValueError, match="weight_range"):
+        write_card(model_dir, make_card_fields(quantization={**q, "weight_range": [-64]}))
 
 
 def bad_inputs(fields):

@@ -22,6 +22,7 @@ from training.engine import distributed
 from training.engine.history import confusion_matrix, plot_confusion, plot_curves, save_json
 from training.engine.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from training.engine.trainer import TrainConfig, fit
+from training.export import isa_check
 from training.export.card import next_version, training_section, write_card, write_quantized_card
 from training.export.onnx_export import check_parity, export, run_onnx, session
 from training.export.quantize import quantize_int8
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--int8", action="store_true", help="also write an INT8-quantized variant, NAME-int8")
+    isa_check.add_argument(p)
     p.add_argument("--resume", action="store_true", help="continue from <runs>/<name>/last.pt")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true",
@@ -160,11 +162,13 @@ def publish(args, name, recipe, model, model_cfg, config, result, data, out: Pat
     write_card(model_dir, fields)
     print(f"wrote {model_dir} (parity max |diff| {parity.max_abs_diff:.2e})", flush=True)
     if args.int8:
-        publish_int8(name, fields, model_dir, data, out, version, test["accuracy"])
+        publish_int8(name, fields, model_dir, data, out, version, test["accuracy"], args.emulate)
 
 
-def publish_int8(name, fields, model_dir: Path, data, out: Path, version: int, float_accuracy: float) -> None:
-    """Quantize, measure test accuracy of the INT8 graph itself, and write `NAME-int8` with its card."""
+def publish_int8(name, fields, model_dir: Path, data, out: Path, version: int, float_accuracy: float,
+                 emulate: list[str] = ()) -> None:
+    """Quantize, measure test accuracy of the INT8 graph itself (here, and on each emulated CPU level in
+    `emulate`), and write `NAME-int8` with its card."""
     qdir = out / f"{name}-int8" / str(version)
     quantize_int8(model_dir / "model.onnx", qdir / "model.onnx", data.calibration_x.numpy())
     sess = session(qdir / "model.onnx")
@@ -172,11 +176,14 @@ def publish_int8(name, fields, model_dir: Path, data, out: Path, version: int, f
     test = task.metrics(logits, data.test_y, "test")
     # Parity for a quantized graph is measured against its float source, not against torch.
     float_logits = run_onnx(session(model_dir / "model.onnx"), data.test_x[:1000].numpy())
+    checks = isa_check.checks(qdir, {"x": data.test_x.numpy()}, lambda out: task.metrics(
+        torch.from_numpy(out), data.test_y, "test"), list(emulate))
     write_quantized_card(fields, model_dir, qdir, style="static QDQ",
-                         method="onnxruntime static QDQ, per-channel int8 weights, uint8 activations",
+                         method="onnxruntime static QDQ (min-max calibration), per-channel int8 weights in [-64, 64] "
+                                "(reduce_range), uint8 activations; the logits layer float",
                          calibration_examples=len(data.calibration_x), metrics=[test],
                          quantized=logits[:1000].numpy(), reference=float_logits, inputs=len(float_logits),
-                         change={"accuracy_change": test["accuracy"] - float_accuracy})
+                         change={"accuracy_change": test["accuracy"] - float_accuracy}, isa_checks=checks)
     print(f"wrote {qdir}: test accuracy {test['accuracy']:.4f} ({test['accuracy'] - float_accuracy:+.4f})", flush=True)
 
 

@@ -1,6 +1,6 @@
 """Train a char-level recurrent LM (Elman RNN, LSTM or GRU), export its stepping graph, and write its card.
 
-    zooserve-train-rnn --recipe island-lstm --corpus ../shared/data/mysterious_island.txt
+    zooserve-train-rnn --recipe island-lstm                # the corpus: data/mysterious_island.txt
     zooserve-train-rnn --cell gru --hidden-size 256 --epochs 3 --name my-gru --corpus my.txt
 
 Training reads the training split as one stream, in `--batch-size` parallel rows and windows of `--bptt`
@@ -22,15 +22,16 @@ from pathlib import Path
 
 import torch
 
-from training.data.corpus import END_MARKER, TITLE_LINE
+from training.data.corpus import CORPUS_HELP, END_MARKER, TITLE_LINE
 from training.engine import distributed
 from training.engine.history import plot_curves, save_json
 from training.engine.optim import OptimConfig
 from training.engine.trainer import TrainConfig, fit
 from training.export import rnn_export
+from training.export import isa_check, onnx_eval
 from training.export.card import next_version, training_section, write_card, write_quantized_card
 from training.export.onnx_export import file_digest, session
-from training.export.quantize import quantize_dynamic_int8
+from training.export.quantize import DYNAMIC_METHOD, quantize_dynamic_int8
 from training.recipes import LM_RECIPES, LMRecipe
 from training.tasks import language_model as task
 from training.tasks.rnn_lm import StreamBatches, TBPTTObjective
@@ -43,7 +44,7 @@ MODEL_FLAGS = ("cell", "embedding_dim", "hidden_size", "layers", "dropout", "tie
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", choices=sorted(LM_RECIPES))
-    p.add_argument("--corpus", help="UTF-8 text file (default: download Gutenberg #1268 and check its sha256)")
+    p.add_argument("--corpus", help=CORPUS_HELP)
     p.add_argument("--title-line", default=TITLE_LINE)
     p.add_argument("--end-marker", default=END_MARKER)
     p.add_argument("--cell", choices=sorted(CELLS))
@@ -64,6 +65,7 @@ def parse_args(argv):
     p.add_argument("--version", type=int)
     p.add_argument("--device", default="auto")
     p.add_argument("--int8", action="store_true", help="also write NAME-int8 (dynamic INT8 quantization)")
+    isa_check.add_argument(p)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--dry-run", action="store_true",
@@ -156,12 +158,13 @@ def publish(args, name, recipe, model, config, result, data, streams, out: Path,
     write_card(model_dir, fields)
     print(f"wrote {model_dir} (parity max |diff| {parity.max_abs_diff:.2e})", flush=True)
     if args.int8:
-        publish_int8(name, fields, model_dir, streams, out, version, test["cross_entropy"])
+        publish_int8(name, fields, model_dir, streams, out, version, test["cross_entropy"], args.emulate)
 
 
-def publish_int8(name, fields, model_dir: Path, streams, out: Path, version: int, float_ce: float) -> None:
+def publish_int8(name, fields, model_dir: Path, streams, out: Path, version: int, float_ce: float,
+                 emulate: list[str] = ()) -> None:
     """Dynamic INT8 (weights int8, activations quantized per call): the usual choice for recurrent nets,
-    whose activations have no fixed range to calibrate."""
+    whose activations have no fixed range to calibrate. `emulate`: CPU levels to measure the test split on too."""
     qdir = out / f"{name}-int8" / str(version)
     quantize_dynamic_int8(model_dir / "model.onnx", qdir / "model.onnx")
     metrics = figures(qdir / "model.onnx", streams)
@@ -170,10 +173,12 @@ def publish_int8(name, fields, model_dir: Path, streams, out: Path, version: int
     lq, _ = rnn_export.run_steps(sess_q, probe, rnn_export.zero_state(sess_q, 1), 512)
     lf, _ = rnn_export.run_steps(sess_f, probe, rnn_export.zero_state(sess_f, 1), 512)
     change = metrics[-1]["cross_entropy"] - float_ce
-    write_quantized_card(fields, model_dir, qdir, style="dynamic",
-                         method="onnxruntime dynamic quantization, int8 weights", calibration_examples=0,
+    test = streams["test"]
+    checks = isa_check.checks(qdir, {"stream": test}, lambda logits: task.metrics(
+        "test", len(test) - 1, onnx_eval.logits_nll(logits, test)), list(emulate))
+    write_quantized_card(fields, model_dir, qdir, style="dynamic", method=DYNAMIC_METHOD, calibration_examples=0,
                          metrics=metrics, quantized=lq, reference=lf, inputs=probe.size,
-                         change={"cross_entropy_change": change})
+                         change={"cross_entropy_change": change}, isa_checks=checks)
     print(f"wrote {qdir}: test {metrics[-1]['cross_entropy']:.4f} nats/char ({change:+.4f})", flush=True)
 
 if __name__ == "__main__":

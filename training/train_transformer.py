@@ -7,7 +7,8 @@ Steps: load and deduplicate the texts, split them 80/10/10 per class with a fixe
 tokenizer on the training split, train the encoder with the shared `fit` loop (AdamW, one-cycle, best
 validation accuracy kept), export with dynamic batch and sequence axes, check parity, and score the
 graph itself on validation and test. A TF-IDF + logistic-regression baseline on the same split goes
-into the card for comparison. `--int8` adds NAME-int8 (dynamic INT8 weights) with its accuracy change.
+into the card for comparison. `--int8` adds NAME-int8 (static INT8, calibrated on training texts) with its
+accuracy change.
 
 Outputs: `<out>/<name>/<version>/{model.onnx, model.json, tokenizer.json}`; under `<runs>/<name>/` the
 checkpoint (`last.pt`, for `--resume`), `history.json` and `curves.png`.
@@ -30,13 +31,15 @@ from training.engine import distributed
 from training.engine.history import plot_curves, save_json
 from training.engine.optim import OptimConfig
 from training.engine.trainer import TrainConfig, fit
+from training.export import isa_check
 from training.export.card import next_version, training_section, write_card, write_quantized_card
 from training.export.onnx_export import file_digest, session
-from training.export.quantize import quantize_dynamic_int8
+from training.export.quantize import quantize_text_int8
 from training.tasks import text_classification as task
 from training.zoo.transformer import POOLINGS, TransformerConfig
 
 DRY_RUN_TEXTS = 200  # per split
+CALIBRATION_TEXTS = 512  # training texts that set the INT8 activation scales
 
 
 def parse_args(argv):
@@ -71,7 +74,8 @@ def parse_args(argv):
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads for torch (0 = its default); 1 is much faster on a busy machine")
-    p.add_argument("--int8", action="store_true", help="also write NAME-int8 (dynamic INT8 quantization)")
+    p.add_argument("--int8", action="store_true", help="also write NAME-int8 (static INT8 quantization)")
+    isa_check.add_argument(p)
     p.add_argument("--no-baseline", action="store_true", help="skip the TF-IDF baseline (it takes ~2 min)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -229,23 +233,31 @@ def publish(args, model, tok, tok_cfg, split, enc, config, result, baseline, out
     write_card(model_dir, fields)
     print(f"wrote {model_dir} (parity max |diff| {parity.max_abs_diff:.2e})", flush=True)
     if args.int8:
-        publish_int8(fields, model_dir, enc, out, version, metrics[-1]["accuracy"])
+        publish_int8(fields, model_dir, enc, out, version, metrics[-1]["accuracy"], args.emulate)
 
 
-def publish_int8(fields: dict, model_dir: Path, enc: dict, out: Path, version: int, float_accuracy: float) -> None:
-    """Dynamic INT8: int8 weights for the MatMuls, activations quantized per call (no calibration set)."""
+def publish_int8(fields: dict, model_dir: Path, enc: dict, out: Path, version: int, float_accuracy: float,
+                 emulate: list[str] = ()) -> None:
+    """Static INT8 (quantize.quantize_text_int8): int8 weights for the linear layers and the embedding,
+    activation scales calibrated on training texts. `emulate`: CPU levels to measure the test split on too."""
     name = f"{fields['name']}-int8"
     qdir = out / name / str(version)
-    quantize_dynamic_int8(model_dir / "model.onnx", qdir / "model.onnx")
+    calibration = list(task.calibration_batches(enc["train"], n=CALIBRATION_TEXTS, seed=fields["dataset"]["split_seed"]))
+    quantize_text_int8(model_dir / "model.onnx", qdir / "model.onnx", calibration)
     metrics = graph_metrics(qdir / "model.onnx", enc)
     test = enc["test"]
     lq = task.onnx_logits(session(qdir / "model.onnx"), test.ids.numpy(), test.mask.numpy())
     lf = task.onnx_logits(session(model_dir / "model.onnx"), test.ids.numpy(), test.mask.numpy())
     change = metrics[-1]["accuracy"] - float_accuracy
-    write_quantized_card(fields, model_dir, qdir, style="dynamic",
-                         method="onnxruntime dynamic quantization, int8 weights", calibration_examples=0,
+    checks = isa_check.checks(qdir, {"ids": test.ids.numpy(), "mask": test.mask.numpy()},
+                              lambda logits: task.figures("test", logits, test.y.numpy()), list(emulate))
+    write_quantized_card(fields, model_dir, qdir, style="static QDQ",
+                         method="onnxruntime static QDQ (min-max calibration): per-channel int8 weights in [-64, 64] "
+                                "(reduce_range) for the linear layers and the embedding, uint8 activations; the "
+                                "attention products, the MLPs' second layers and the logits layer float",
+                         calibration_examples=sum(len(b["input_ids"]) for b in calibration),
                          metrics=metrics, quantized=lq, reference=lf, inputs=len(lq),
-                         change={"accuracy_change": change})
+                         change={"accuracy_change": change}, isa_checks=checks)
     print(f"wrote {qdir}: {report(name, metrics)} (accuracy {change:+.4f})", flush=True)
 
 if __name__ == "__main__":

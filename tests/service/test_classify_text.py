@@ -188,8 +188,8 @@ def test_padding_does_not_change_the_answer_and_is_counted(tmp_path, tokenizer_b
             == 3 * max(lengths) - sum(lengths))
 
 
-def shipped_transformer() -> Path | None:
-    versions = sorted((ROOT / "models" / "tweets-transformer").glob("*/model.json"), key=lambda p: int(p.parent.name))
+def shipped_transformer(name: str = "tweets-transformer") -> Path | None:
+    versions = sorted((ROOT / "models" / name).glob("*/model.json"), key=lambda p: int(p.parent.name))
     return versions[-1].parent if versions else None
 
 
@@ -208,16 +208,20 @@ def test_shipped_tokenizer_gives_training_ids_as_its_card_says():
     assert max(len(r) for r in tok.encode(texts)) == pre.max_length
 
 
-@pytest.mark.skipif(shipped_transformer() is None, reason="models/tweets-transformer is not in this checkout")
-def test_shipped_transformer_answers_the_same_padded_or_not(tmp_path, serve):
-    folder = shipped_transformer()
-    (tmp_path / "tweets-transformer").mkdir()
-    (tmp_path / "tweets-transformer" / folder.name).symlink_to(folder)
+@pytest.mark.parametrize("name", ["tweets-transformer", "tweets-transformer-int8"])
+def test_shipped_transformer_answers_the_same_padded_or_not(tmp_path, serve, name):
+    """A text's answer does not depend on the texts batched with it: padding is masked, and the INT8 twin's
+    activation scales are fixed (static quantization), not taken from the batch."""
+    folder = shipped_transformer(name)
+    if folder is None:
+        pytest.skip(f"models/{name} is not in this checkout")
+    (tmp_path / name).mkdir()
+    (tmp_path / name / folder.name).symlink_to(folder)
     texts = ["i love it", "meh", "this is the worst day of my life, everything went wrong and i am so tired"]
 
     async def body(client, app):
-        alone = [(await classify(client, [t], "tweets-transformer")).json()["predictions"][0] for t in texts]
-        together = await classify(client, texts, "tweets-transformer")
+        alone = [(await classify(client, [t], name)).json()["predictions"][0] for t in texts]
+        together = await classify(client, texts, name)
         return alone, together
 
     alone, together = serve(tmp_path, body)

@@ -12,7 +12,9 @@ import onnx
 import torch
 
 from service.card import CARD_FILE, ModelCard
+from training.export import isa_check
 from training.export.onnx_export import file_digest, opset_of
+from training.export.quantize import FORMAT, saturation_report
 
 
 def next_version(repository: Path, name: str) -> int:
@@ -44,20 +46,26 @@ def training_section(config: dict, result, model: torch.nn.Module, *, world_size
 
 def write_quantized_card(fields: dict, model_dir: Path, qdir: Path, *, style: str, method: str,
                          calibration_examples: int, metrics: list[dict], quantized: np.ndarray, reference: np.ndarray,
-                         inputs: int, change: dict) -> ModelCard:
+                         inputs: int, change: dict, isa_checks: list[dict] = ()) -> ModelCard:
     """The INT8 twin's card, written beside `qdir/model.onnx`: the float card with its own name and figures,
     parity against the float graph (`quantized` and `reference` are the two graphs' outputs on the same
-    `inputs`; argmax over the last axis), and the quantization record with `change` (e.g. accuracy_change).
+    `inputs`; argmax over the last axis), and the quantization record with `change` (e.g. accuracy_change),
+    the integer format and weight range (checked: `quantize.saturation_report`), and `isa_checks` (the test
+    split on emulated CPUs, `isa_check.checks`). Each figure says which CPU level it was measured on.
     The float model's extra files (vocabulary, tokenizer) are copied beside it unchanged."""
     for extra in fields.get("extra_files", []):
         shutil.copyfile(model_dir / extra["file"], qdir / extra["file"])
+    report = saturation_report(qdir / "model.onnx")
+    report.require()
+    here = isa_check.measured_on()
     return write_card(qdir, {
         **fields, "name": f"{fields['name']}-int8", "description": f"{fields['description']} (INT8, {style})",
-        "metrics": metrics,
+        "metrics": [{**m, "measured_on": here} for m in metrics],
         "parity": {**fields["parity"], "reference": "onnx-fp32",
                    "max_abs_diff": float(np.abs(quantized - reference).max()),
                    "argmax_agreement": float((quantized.argmax(-1) == reference.argmax(-1)).mean()),
-                   "inputs": inputs, "opset": opset_of(qdir / "model.onnx")},
+                   "inputs": inputs, "opset": opset_of(qdir / "model.onnx"), "onnxruntime": here["onnxruntime"]},
         "quantization": {"method": method, "calibration_examples": calibration_examples,
-                         "source_model": f"{fields['name']}/{fields['version']}", **change},
+                         "source_model": f"{fields['name']}/{fields['version']}", **change,
+                         "format": FORMAT, "weight_range": list(report.weight_range), "isa_checks": list(isa_checks)},
     })

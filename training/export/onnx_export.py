@@ -16,6 +16,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+# Re-exported: the graph runners live in a torch-free module (see onnx_eval).
+from training.export.onnx_eval import run_onnx, session  # noqa: F401
+
 
 class ParityError(RuntimeError):
     """onnxruntime and PyTorch disagree by more than the tolerance."""
@@ -50,17 +53,6 @@ def opset_of(path: Path) -> int:
     """The default-domain opset a graph imports."""
     proto = onnx.load(str(path), load_external_data=False)
     return next(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
-
-
-def session(path: Path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def run_onnx(sess: ort.InferenceSession, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i:i + batch_size]})[0] for i in range(0, len(x), batch_size)])
 
 
 def check_parity(model: nn.Module, path: Path, inputs: torch.Tensor, *, opset: int, atol: float = 1e-4) -> ParityReport:

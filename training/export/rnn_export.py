@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from service.runtime.sampling import log_softmax
+from training.export.onnx_eval import run_steps, stream_nll, zero_state  # noqa: F401  (re-exported)
 from training.export.onnx_export import ParityError, ParityReport, session
 from training.zoo.rnnlm import RNNLM
 
@@ -43,32 +43,6 @@ def export(model: RNNLM, path: Path) -> int:
                           output_names=outputs, dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return OPSET
-
-
-def run_steps(sess: ort.InferenceSession, tokens: np.ndarray, state: list[np.ndarray], chunk: int) -> tuple:
-    """Feed tokens (B, T) in chunks of `chunk` steps, carrying the state; -> (logits (B, T, V), state)."""
-    names = [i.name for i in sess.get_inputs()]
-    logits = []
-    for start in range(0, tokens.shape[1], chunk):
-        out = sess.run(None, dict(zip(names, [tokens[:, start:start + chunk], *state])))
-        logits.append(out[0])
-        state = out[1:]
-    return np.concatenate(logits, axis=1), state
-
-
-def zero_state(sess: ort.InferenceSession, batch: int) -> list[np.ndarray]:
-    return [np.zeros((i.shape[0], batch, i.shape[2]), np.float32) for i in sess.get_inputs()[1:]]
-
-
-def stream_nll(sess: ort.InferenceSession, stream: np.ndarray, chunk: int = 512) -> float:
-    """Total negative log-likelihood (nats) of stream[1:] given everything before, from a zero state."""
-    tokens, targets = stream[None, :-1], stream[1:]
-    state, total = zero_state(sess, 1), 0.0
-    for start in range(0, tokens.shape[1], chunk):
-        logits, state = run_steps(sess, tokens[:, start:start + chunk], state, chunk)
-        logp = log_softmax(logits[0])  # (T, V), float64: the same function the service scores with
-        total -= float(logp[np.arange(len(logp)), targets[start:start + chunk]].sum())
-    return total
 
 
 def check_parity(model: RNNLM, path: Path, stream: np.ndarray, *, atol: float = 1e-4) -> ParityReport:

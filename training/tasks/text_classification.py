@@ -20,6 +20,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from training.engine.trainer import StepResult
+from training.export import onnx_eval
 from training.export.onnx_export import ParityError, ParityReport, opset_of, session
 from training.text_tokenizer import encode
 
@@ -93,6 +94,18 @@ class LengthBatches:
             yield d.ids[idx], d.mask[idx], d.y[idx]
 
 
+def calibration_batches(data: Encoded, n: int = 512, seed: int = 0, batch_size: int = 32):
+    """INT8 calibration feeds: `n` random texts of `data` (the training split), in batches of similar length,
+    each cut to its longest text: {"input_ids": (B, T), "attention_mask": (B, T)} int64."""
+    ids, mask = data.ids.numpy(), data.mask.numpy()
+    pick = np.random.default_rng(seed).permutation(len(ids))[:n]
+    pick = pick[np.argsort(mask[pick].sum(1), kind="stable")]
+    for start in range(0, len(pick), batch_size):
+        rows = pick[start:start + batch_size]
+        longest = int(mask[rows].sum(1).max())
+        yield {"input_ids": ids[rows, :longest], "attention_mask": mask[rows, :longest]}
+
+
 def figures(split: str, logits: np.ndarray, y: np.ndarray) -> dict:
     """Card metrics of one split from its logits (N, C) and labels (N,)."""
     logp = torch.log_softmax(torch.from_numpy(logits).double(), 1)
@@ -110,11 +123,8 @@ def torch_logits(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, batch_
 
 
 def onnx_logits(sess: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    out = []
-    for i in range(0, len(ids), batch_size):
-        b_ids, b_mask = trim(torch.from_numpy(ids[i:i + batch_size]), torch.from_numpy(mask[i:i + batch_size]))
-        out.append(sess.run(["logits"], {"input_ids": b_ids.numpy(), "attention_mask": b_mask.numpy()})[0])
-    return np.concatenate(out)
+    """Logits (N, C) of the graph on texts (N, T), batched by length (see onnx_eval.text_logits)."""
+    return onnx_eval.text_logits(sess, ids, mask, batch_size)
 
 
 def export(model: nn.Module, path: Path) -> int:
