@@ -22,6 +22,7 @@ from training.export import isa_check, onnx_eval
 MODELS = Path(__file__).resolve().parents[1] / "models"
 QUANTIZED = [p.parent for p in find_cards(MODELS) if load_card(p).quantization is not None]
 IMAGES, CHARS, TEXTS = 512, 3000, 64  # slices: emulation runs 20-50x slower than the CPU
+TEXT_ATOL = 0.5  # logits; the largest move over the whole test split was 0.33 (see below)
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(not isa_check.available("avx2"),
@@ -63,6 +64,11 @@ def test_int8_outputs_are_the_same_on_avx2(model_dir):
     avx2 = isa_check.emulated_outputs(model_dir, inputs, "avx2")
     assert avx2.shape == here.shape
     np.testing.assert_array_equal(avx2.argmax(-1), here.argmax(-1))
-    # The integer arithmetic is exact on both; the float layers between (the logits layer, LayerNorm, the
-    # LSTM's gates) may round differently in the last bits.
-    np.testing.assert_allclose(avx2, here, rtol=0, atol=1e-4)
+    # The integer arithmetic is exact on both. Between the integer products, the CNNs and the LSTM have only
+    # element-wise float steps, which may differ in the last bits at most. The Transformer's LayerNorm and
+    # softmax are reductions, which add in another order with 256- than with 512-bit vectors, and the
+    # fixed-scale quantization after them moves a value by a whole level when it sits on a rounding
+    # boundary: on these 64 tweets 3 of 192 logits of v3 moved, by up to 0.02; over the 3,723 test tweets
+    # by up to 0.33 (its card's isa_checks), with the same accuracy.
+    atol = TEXT_ATOL if load_card(model_dir).task == "text-classification" else 1e-4
+    np.testing.assert_allclose(avx2, here, rtol=0, atol=atol)

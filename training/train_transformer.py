@@ -254,7 +254,7 @@ def publish_int8(fields: dict, model_dir: Path, enc: dict, out: Path, version: i
     write_quantized_card(fields, model_dir, qdir, style="static QDQ",
                          method="onnxruntime static QDQ (min-max calibration): per-channel int8 weights in [-64, 64] "
                                 "(reduce_range) for the linear layers and the embedding, uint8 activations; the "
-                                "attention products, the MLPs' second layers and the logits layer float",
+                                "attention products and the logits layer float",
                          calibration_examples=sum(len(b["input_ids"]) for b in calibration),
                          metrics=metrics, quantized=lq, reference=lf, inputs=len(lq),
                          change={"accuracy_change": change}, isa_checks=checks)
