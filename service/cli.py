@@ -10,7 +10,7 @@ import tempfile
 
 import uvicorn
 
-from service.runtime.repository import ModelRepository
+from service.runtime.repository import ModelRepository, ModelState
 from service.settings import Settings
 
 
@@ -24,7 +24,7 @@ async def check_repository(settings: Settings) -> int:
     await repo.close()
     if not entries:
         print(f"no models found in {settings.repository}")
-    return 0 if entries and all(e.state == "READY" for e in entries) else 1
+    return 0 if entries and all(e.state == ModelState.READY for e in entries) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

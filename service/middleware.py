@@ -12,12 +12,13 @@ import time
 import orjson
 
 from service import metrics
+from service.errors import error_body
 
 OPEN_PATHS = ("/v2/health/", "/metrics")  # probes and scrapers need no key
 
 
-async def _send_error(send, status: int, message: str, headers: list | None = None) -> None:
-    body = orjson.dumps({"error": message})
+async def _send_error(scope, send, status: int, message: str, headers: list | None = None) -> None:
+    body = orjson.dumps(error_body(status, message, scope.get("path", "")))
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             *(headers or [])]})
@@ -35,7 +36,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            return await _send_error(send, 413, f"request body of {int(length)} bytes is over the limit of {self.max_bytes}")
+            return await _send_error(scope, send, 413, f"request body of {int(length)} bytes is over the limit of {self.max_bytes}")
         seen = 0
 
         async def limited_receive():
@@ -49,7 +50,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, send)
         except _TooLarge:
-            await _send_error(send, 413, f"request body is over the limit of {self.max_bytes} bytes")
+            await _send_error(scope, send, 413, f"request body is over the limit of {self.max_bytes} bytes")
 
 
 class _TooLarge(Exception):
@@ -71,7 +72,7 @@ class ApiKey:
         if auth.lower().startswith(b"bearer "):
             given = auth[7:].strip()
         if not hmac.compare_digest(given, self.key):
-            return await _send_error(send, 401, "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key)",
+            return await _send_error(scope, send, 401, "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key)",
                                      [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
 

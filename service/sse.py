@@ -12,6 +12,7 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
+from service.errors import error_body
 from service.runtime.errors import ServiceError
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of the stream
@@ -23,8 +24,9 @@ def encode(event: dict | str) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], None]) -> StreamingResponse:
-    """Stream `source`. An error after the stream has started can only be told in-band: `{"error": ...}`.
+def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], None], path: str = "") -> StreamingResponse:
+    """Stream `source`. An error after the stream has started can only be told in-band: `{"error": ...}`, in
+    the shape of the route at `path` (service.errors.error_body).
     When the client disconnects, Starlette cancels the stream (the source's `finally` cancels its sequence);
     `on_close` runs after the response in every case, also when the stream never started."""
 
@@ -33,7 +35,7 @@ def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], Non
             async for events in source:
                 yield b"".join(encode(e) for e in events)
         except ServiceError as exc:
-            yield encode({"error": str(exc)})
+            yield encode(error_body(exc.status, str(exc), path))
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS,
                              background=BackgroundTask(on_close))

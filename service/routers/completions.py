@@ -78,4 +78,4 @@ async def completions(request: Request, repo: Repo, settings: Config):
                    for e in batch]
         yield ([{**head, "choices": [], "usage": _usage(gen, count)}] if include_usage else []) + ["[DONE]"]
 
-    return sse.response(chunks(), gen.close)
+    return sse.response(chunks(), gen.close, request.url.path)

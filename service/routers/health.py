@@ -8,6 +8,7 @@ from service.responses import JSON
 from service import __version__
 from service.deps import Repo
 from service.errors import error
+from service.runtime.repository import ModelState
 
 router = APIRouter(tags=["health"])
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "metrics"]
@@ -21,7 +22,7 @@ async def live() -> dict:
 @router.get("/v2/health/ready")
 async def ready(request: Request, repo: Repo):
     """Ready once the start-up load has finished and at least one model serves."""
-    ok = request.app.state.started and any(e.state == "READY" for e in repo.entries())
+    ok = request.app.state.started and any(e.state == ModelState.READY for e in repo.entries())
     return JSON({"ready": True}) if ok else error(503, "not ready: no model is loaded yet")
 
 

@@ -8,7 +8,7 @@ from service.responses import JSON
 from service.deps import Repo
 from service.errors import error
 from service.runtime.errors import shown
-from service.runtime.repository import Entry
+from service.runtime.repository import Entry, ModelState
 
 router = APIRouter(tags=["models"])
 
@@ -42,7 +42,7 @@ async def version_metadata(model: str, version: int, repo: Repo) -> dict:
 
 async def _ready(repo: Repo, model: str, version: int | None):
     entry = repo.entry(model, version)
-    if entry.state != "READY":
+    if entry.state != ModelState.READY:
         return error(503, f"model {shown(model)} version {entry.version} is {entry.state}"
                      + (f": {entry.reason}" if entry.reason else ""))
     return JSON({"name": model, "version": str(entry.version), "ready": True})

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from service.deps import Repo
 from service.protocol.v2 import load_json
 from service.runtime.errors import BadInput, shown
+from service.runtime.repository import ModelState
 
 router = APIRouter(prefix="/v2/repository", tags=["repository"])
 
@@ -24,17 +25,17 @@ async def index(repo: Repo, request: Request) -> list[dict]:
     for name, versions in repo.scan().items():
         for v in versions:
             e = known.pop((name, v), None)
-            rows.append({"name": name, "version": str(v), "state": e.state if e else "UNAVAILABLE",
+            rows.append({"name": name, "version": str(v), "state": e.state if e else ModelState.UNAVAILABLE,
                          "reason": e.reason if e else "not loaded"})
     rows += [{"name": e.name, "version": str(e.version), "state": e.state, "reason": e.reason} for e in known.values()]
-    return [r for r in rows if r["state"] == "READY"] if ready_only else rows
+    return [r for r in rows if r["state"] == ModelState.READY] if ready_only else rows
 
 
 @router.post("/models/{model}/load")
 async def load(model: str, repo: Repo) -> dict:
     """(Re)load a model's wanted versions from disk; the old session drains before it is released."""
     entries = await repo.load(model)
-    failed = [e for e in entries if e.state != "READY"]
+    failed = [e for e in entries if e.state != ModelState.READY]
     if failed:
         raise BadInput(f"failed to load {shown(model)}: " + "; ".join(f"version {e.version}: {e.reason}" for e in failed))
     return {"name": model, "versions": {str(e.version): {"state": e.state, "reason": e.reason} for e in entries}}
@@ -43,4 +44,4 @@ async def load(model: str, repo: Repo) -> dict:
 @router.post("/models/{model}/unload")
 async def unload(model: str, repo: Repo) -> dict:
     await repo.unload(model)
-    return {"name": model, "state": "UNAVAILABLE"}
+    return {"name": model, "state": ModelState.UNAVAILABLE}

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import onnxruntime as ort
@@ -30,7 +31,23 @@ from service.text import ATTENTION_MASK, INPUT_IDS, SubwordTokenizer, Vocab
 
 log = logging.getLogger(__name__)
 
-READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+
+
+class ModelState(str, Enum):
+    """A model version's state, as the V2 repository extension spells it (a str: JSON shows the value)."""
+
+    READY = "READY"
+    UNAVAILABLE = "UNAVAILABLE"
+    LOADING = "LOADING"
+    UNLOADING = "UNLOADING"
+
+    def __str__(self) -> str:  # in messages and logs: "is READY", not "is ModelState.READY"
+        return self.value
+
+    __format__ = str.__format__  # f-strings too (Python 3.10 and 3.11 differ here without it)
+
+
+READY, UNAVAILABLE, LOADING, UNLOADING = ModelState  # the names this module uses
 
 
 @dataclass
@@ -69,7 +86,7 @@ class Loaded:
 class Entry:
     name: str
     version: int
-    state: str
+    state: ModelState
     reason: str = ""
     loaded: Loaded | None = None
 

@@ -51,9 +51,12 @@ def test_completion_non_stream_and_stream_agree(client):
 
 
 def test_client_sees_errors_as_exceptions(client):
-    # The body is the service's usual {"error": "..."}; the client keeps it on the exception.
+    # OpenAI's error shape: the client shows the server's message and keeps type, param and code.
     with pytest.raises(openai.BadRequestError) as bad:
         client.completions.create(model=MODEL, prompt="a", temperature=-1)
-    assert "temperature" in bad.value.response.json()["error"]
-    with pytest.raises(openai.NotFoundError):
+    assert "temperature" in bad.value.message and "temperature" in str(bad.value)
+    assert bad.value.type == "invalid_request_error" and bad.value.param == "temperature"
+    with pytest.raises(openai.NotFoundError) as missing:
         client.completions.create(model="no-such-model", prompt="a")
+    assert "no-such-model" in str(missing.value) and missing.value.code == "model_not_found"
+    assert missing.value.param == "model"
