@@ -210,6 +210,10 @@ class ModelCard(_Strict):
                 raise ValueError(f"{len(self.labels)} labels but the output has {classes} classes")
         return self
 
+    def split(self, name: str = "test") -> SplitMetrics:
+        """The figures measured on one split (the test split by default)."""
+        return next(m for m in self.metrics if m.split == name)
+
 
 def load_card(path: Path) -> ModelCard:
     """Read and validate `<model dir>/model.json` (or the file itself)."""

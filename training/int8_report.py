@@ -28,10 +28,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _test(card: ModelCard):
-    return next(m for m in card.metrics if m.split == "test")
-
-
 def _figure(card: ModelCard, split) -> str:
     """Accuracy (4 places) for a classifier, nats per token (5 places) for a language model."""
     return f"{split.cross_entropy:.5f}" if card.task == "language-model" else f"{split.accuracy:.4f}"
@@ -41,7 +37,7 @@ def row(card_path: Path, models: Path) -> str:
     card = load_card(card_path)
     source_dir = models / card.quantization.source_model
     source = load_card(source_dir / "model.json")
-    test, float_test = _test(card), _test(source)
+    test, float_test = card.split(), source.split()
     checks = {c.measured_on.isa: c for c in card.quantization.isa_checks}
     avx2 = checks.get("avx2")
     lm = card.task == "language-model"

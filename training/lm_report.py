@@ -1,7 +1,7 @@
 """Language-model results: n-gram orders against the recurrent models, on the same test split.
 
     zooserve-lm-report                 # Markdown on stdout (the corpus: data/mysterious_island.txt)
-    zooserve-lm-report --readme README.md   # also replace the text between the LM markers
+    zooserve-lm-report --readme docs/language-models.md   # also replace the text between the LM markers
 
 The n-gram rows are estimated and scored now (orders 1..8 for chars, 1..5 for words, modified Kneser-Ney,
 plus add-one rows as the simple baseline); their time is the estimation time and their size the ONNX graph
@@ -66,7 +66,7 @@ def rnn_rows(models: Path) -> list[dict]:
     for _, card in latest_cards(models):
         if not card.family.startswith("rnn/"):
             continue
-        test = next(m for m in card.metrics if m.split == "test")
+        test = card.split()
         cfg = card.training.model_config_
         label = f"{card.name} ({card.family.split('/')[1].upper()} {cfg['layers']}x{cfg['hidden_size']})"
         rows.append({"model": label, "split": "test", "examples": test.examples, "cross_entropy": test.cross_entropy,

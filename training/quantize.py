@@ -45,8 +45,7 @@ def quantize_image_classifier(card: ModelCard, model_dir: Path, out: Path, args)
     if data.dataset["sha256"] != card.dataset.sha256:
         raise SystemExit(f"the data in {args.data or 'the default location'} are not the data {card.name} was "
                          "trained on (different sha256)")
-    float_test = next(m for m in card.metrics if m.split == "test")
-    train.publish_int8(card.name, card_fields(card), model_dir, data, out, card.version, float_test.accuracy,
+    train.publish_int8(card.name, card_fields(card), model_dir, data, out, card.version, card.split().accuracy,
                        args.emulate)
 
 
@@ -61,9 +60,8 @@ def quantize_language_model(card: ModelCard, model_dir: Path, out: Path, args) -
     if data.vocab != Vocab.load(model_dir / card.preprocess.vocab_file):
         raise SystemExit(f"the corpus gives a different vocabulary from {card.name}'s: not the text it was trained on")
     streams = {split: data.stream(split) for split in data.sequences}
-    float_test = next(m for m in card.metrics if m.split == "test")
     train_rnnlm.publish_int8(card.name, card_fields(card), model_dir, streams, out, card.version,
-                             float_test.cross_entropy, args.emulate)
+                             card.split().cross_entropy, args.emulate)
 
 
 def quantize_text_classifier(card: ModelCard, model_dir: Path, out: Path, args) -> None:
@@ -76,8 +74,7 @@ def quantize_text_classifier(card: ModelCard, model_dir: Path, out: Path, args) 
         raise SystemExit(f"the tweets installed here are not the ones {card.name} was trained on (different sha256)")
     tok = text_tokenizer.load(model_dir / card.preprocess.tokenizer_file)
     enc = {s: task.Encoded.of(tok, split.texts[s], split.y[s]) for s in tweets.SPLITS}
-    float_test = next(m for m in card.metrics if m.split == "test")
-    train_transformer.publish_int8(card_fields(card), model_dir, enc, out, card.version, float_test.accuracy,
+    train_transformer.publish_int8(card_fields(card), model_dir, enc, out, card.version, card.split().accuracy,
                                    args.emulate)
 
 

@@ -3,7 +3,7 @@ card recorded, size, training time, and inference speed measured now on real tes
 against PyTorch, at batch 1 and batch 32.
 
     zooserve-text-report                                 # text classifiers under models/, Markdown on stdout
-    zooserve-text-report --readme README.md              # also replace the text between the markers
+    zooserve-text-report --readme docs/text-classification.md   # also replace the text between the markers
     zooserve-text-report --dry-run                       # 3 repeats: a smoke test
 
 Inputs are the first texts of the card's own test split, tokenised with the model's tokenizer.json as the
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         for model_dir, card in entries:
             print(f"timing {card.name} v{card.version} ...", file=sys.stderr, flush=True)
             model, note = torch_model(card, args.runs, build_encoder)
-            test = next(m for m in card.metrics if m.split == "test")
+            test = card.split()
             rows.append(cells(card.name, test.accuracy, test.macro_f1, f"{card.training.parameters:,}",
                               size(card.artifact.bytes), minutes(card.training.wall_time_s),
                               time_model(model_dir, card, model, split.texts["test"], args.threads, repeats,

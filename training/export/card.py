@@ -55,8 +55,7 @@ def write_quantized_card(fields: dict, model_dir: Path, qdir: Path, *, style: st
     The float model's extra files (vocabulary, tokenizer) are copied beside it unchanged."""
     for extra in fields.get("extra_files", []):
         shutil.copyfile(model_dir / extra["file"], qdir / extra["file"])
-    report = saturation_report(qdir / "model.onnx")
-    report.require()
+    report = saturation_report(qdir / "model.onnx")  # the quantizers have already refused a graph that fails it
     here = isa_check.measured_on()
     return write_card(qdir, {
         **fields, "name": f"{fields['name']}-int8", "description": f"{fields['description']} (INT8, {style})",

@@ -39,14 +39,18 @@ def text_logits(sess: ort.InferenceSession, ids: np.ndarray, mask: np.ndarray, b
     depend on the grouping (the padding is masked); a dynamically quantized graph's do, slightly, since its
     activation scales span the batch, so its card figure is defined by this grouping.
     """
-    lengths = mask.sum(1)
-    order = np.argsort(lengths, kind="stable")
     out = np.empty((len(ids), sess.get_outputs()[0].shape[-1]), np.float32)
-    for start in range(0, len(ids), batch_size):
-        rows = order[start:start + batch_size]
-        longest = int(lengths[rows].max())
+    for rows, longest in length_batches(mask.sum(1), np.arange(len(ids)), batch_size):
         out[rows] = sess.run(["logits"], {"input_ids": ids[rows, :longest], "attention_mask": mask[rows, :longest]})[0]
     return out
+
+
+def length_batches(lengths: np.ndarray, rows: np.ndarray, batch_size: int):
+    """`rows` in batches of similar length (a stable sort by `lengths[rows]`): yields (batch rows, longest)."""
+    rows = rows[np.argsort(lengths[rows], kind="stable")]
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start:start + batch_size]
+        yield batch, int(lengths[batch].max())
 
 
 def zero_state(sess: ort.InferenceSession, batch: int) -> list[np.ndarray]:

@@ -151,7 +151,8 @@ def saturation_report(path: Path) -> SaturationReport:
             if t is None or t.data_type != onnx.TensorProto.INT8 or len(t.dims) < 2:
                 continue
             w = numpy_helper.to_array(t)
-            lo, hi = min(lo, int(w.min())), max(hi, int(w.max()))
-            if int(np.abs(w.astype(np.int16)).max()) > WEIGHT_LIMIT:
+            w_lo, w_hi = int(w.min()), int(w.max())
+            lo, hi = min(lo, w_lo), max(hi, w_hi)
+            if w_lo < -WEIGHT_LIMIT or w_hi > WEIGHT_LIMIT:
                 wide.append(name)
     return SaturationReport((lo, hi), sorted(set(wide)), s8_acts)

@@ -99,10 +99,7 @@ def calibration_batches(data: Encoded, n: int = 512, seed: int = 0, batch_size: 
     each cut to its longest text: {"input_ids": (B, T), "attention_mask": (B, T)} int64."""
     ids, mask = data.ids.numpy(), data.mask.numpy()
     pick = np.random.default_rng(seed).permutation(len(ids))[:n]
-    pick = pick[np.argsort(mask[pick].sum(1), kind="stable")]
-    for start in range(0, len(pick), batch_size):
-        rows = pick[start:start + batch_size]
-        longest = int(mask[rows].sum(1).max())
+    for rows, longest in onnx_eval.length_batches(mask.sum(1), pick, batch_size):
         yield {"input_ids": ids[rows, :longest], "attention_mask": mask[rows, :longest]}
 
 
