@@ -2,7 +2,7 @@
 onnxruntime against PyTorch, at batch 1 and batch 32.
 
     zooserve-report                              # every model under models/, as Markdown on stdout
-    zooserve-report --readme README.md           # also replace the text between the results markers
+    zooserve-report --readme docs/results.md     # also replace the text between the results markers
     zooserve-report --threads 2 --output results.md
     zooserve-report --dry-run                    # 3 repeats, at most 2 models: a smoke test
 
