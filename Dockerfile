@@ -19,6 +19,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY zooserve ./zooserve
 COPY service ./service
 COPY deploy/docker/constraints-serve.txt /tmp/constraints.txt
 # --no-compile: no .pyc files (about 37 MB for this stack); the root filesystem is read-only at run time
@@ -84,6 +85,7 @@ RUN apt-get update \
     && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent zooserve
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY zooserve ./zooserve
 COPY service ./service
 # onnxruntime and onnxruntime-gpu are two distributions of one `onnxruntime` module: swap the CPU one out.
 # The constraints file is resolved for CPython 3.11, so it does not apply to this 3.10 environment.
@@ -110,6 +112,7 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /work zooserve
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY zooserve ./zooserve
 COPY service ./service
 COPY training ./training
 # torch first from the PyTorch CPU index: the PyPI build of the same version pulls several GB of CUDA.

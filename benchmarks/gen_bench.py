@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service import cpu  # noqa: E402  (after the path fix above)
+from zooserve import cpu  # noqa: E402  (after the path fix above)
 from tests.service.serve_fixture import running_server  # noqa: E402
 
 TARGETS = {"streams32_vs_raw32": 0.6, "latency1_vs_raw1": 1.3}  # >= and <= respectively
@@ -43,7 +43,7 @@ def raw_rows_per_s(folder: Path, batch: int, steps: int, threads: int) -> tuple[
     """(rows per second, seconds per step) stepping the graph at `batch` rows, states fed back."""
     import onnxruntime as ort
 
-    from service.card import load_card
+    from zooserve.card import load_card
     from service.runtime.lm_step import zero_state
 
     opts = ort.SessionOptions()

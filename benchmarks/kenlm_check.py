@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kenlm  # noqa: E402
 
-from service.card import load_card  # noqa: E402
+from zooserve.card import load_card  # noqa: E402
 from training.data.vocab import Vocab  # noqa: E402
 from training.ngram.arpa import arpa_tokens  # noqa: E402
 from training.tasks import language_model  # noqa: E402

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from service import cpu  # noqa: E402  (after the path is set)
+from zooserve import cpu  # noqa: E402  (after the path is set)
 
 HOST = "127.0.0.1"  # the only address this script ever binds or connects to
 DEFAULT_MODELS = ["fashion-lenet", "fashion-resnet"]

@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, cpu, errors
+from service import __version__, errors
+from zooserve import cpu
 from service.logs import configure_logging
 from service.middleware import ApiKey, BodyLimit, RequestMetrics
 from service.routers import classify, completions, generate, health, infer, metrics, models, repository, score

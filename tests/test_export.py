@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from service.card import CARD_FILE, ModelCard, find_cards, load_card
+from zooserve.card import CARD_FILE, ModelCard, find_cards, load_card
 from training.export.card import next_version, write_card
 from training.export.onnx_export import ParityError, check_parity, export, file_digest, run_onnx, session
 from training.export.quantize import quantize_int8
@@ -248,7 +248,7 @@ def test_card_rejects_invalid_fields(model_dir, make_card_fields, change, messag
     change(fields)
     with pytest.raises(pydantic.ValidationError, match=message) as err:
         write_card(model_dir, fields)
-    assert isinstance(err.value, ValueError)  # callers catch ValueError (service.card.main does)
+    assert isinstance(err.value, ValueError)  # callers catch ValueError (zooserve.card.main does)
     assert not (model_dir / CARD_FILE).exists()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.card import find_cards, load_card
+from zooserve.card import find_cards, load_card
 from training.export import isa_check, onnx_eval
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.card import find_cards, load_card
+from zooserve.card import find_cards, load_card
 from training import int8_report
 
 MODELS = Path(__file__).resolve().parents[1] / "models"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from service.card import load_card
+from zooserve.card import load_card
 from service.runtime.onnx_model import OnnxModel, session_options
 from training import lm_report, train_ngram, train_rnnlm
 from training.data.vocab import Vocab

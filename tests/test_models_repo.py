@@ -2,7 +2,7 @@
 is in a format no CPU can compute differently, and with the real data each model reproduces its card.
 
 How close "reproduces" is. The cards were measured on one CPU; this may run on another level (AVX2 or
-AVX-512 VNNI, service.cpu.isa_level). INT8 graphs compute exact integers on every level (their weights
+AVX-512 VNNI, zooserve.cpu.isa_level). INT8 graphs compute exact integers on every level (their weights
 cannot saturate, see test_int8_graph_cannot_saturate), so only their float parts can differ, as float graphs
 can: in the last bits, from vector width and FMA contraction (fashion-resnet's logits moved by at most
 4.8e-6 between AVX-512 VNNI and an emulated AVX2 CPU, and no prediction changed). Such a change can flip
@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import pytest
 
-from service.card import find_cards, load_card
+from zooserve.card import find_cards, load_card
 from training.data import fashion_mnist
 from training import text_tokenizer
 from training.data import tweets

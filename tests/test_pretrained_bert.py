@@ -136,7 +136,7 @@ def test_clear_errors(checkpoint, tmp_path):
 
 
 def test_fine_tune_from_checkpoint_dry_run(checkpoint, tmp_path):
-    from service.card import load_card
+    from zooserve.card import load_card
     from training import train_transformer
 
     data = write_csv(tmp_path / "tiny.csv")

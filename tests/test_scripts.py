@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.card import find_cards, load_card
+from zooserve.card import find_cards, load_card
 from training import train
 from training.data import fashion_mnist
 from training.engine import checkpoint

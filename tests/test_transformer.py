@@ -167,7 +167,7 @@ def write_csv(path, n=240):
 
 
 def test_dry_run_writes_only_under_runs(tmp_path, monkeypatch):
-    from service.card import load_card
+    from zooserve.card import load_card
     from training import train_transformer
 
     monkeypatch.chdir(tmp_path)

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.card import ModelCard, find_cards, load_card
+from zooserve.card import ModelCard, find_cards, load_card
 from training.report import size, splice
 
 BEGIN, END = "<!-- int8-results:begin -->", "<!-- int8-results:end -->"

@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.card import ModelCard, load_card
+from zooserve.card import ModelCard, load_card
 from training.data import corpus as corpus_lib
 from training.export import isa_check
 

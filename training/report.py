@@ -28,8 +28,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from service import cpu
-from service.card import ModelCard, find_cards, load_card
+from zooserve import cpu
+from zooserve.card import ModelCard, find_cards, load_card
 from training.zoo import build_config
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from service.card import ModelCard
+from zooserve.card import ModelCard
 from training import baseline_tfidf
 from training.data import tweets
 from training.report import (BATCHES, NA, footer, interleaved_medians, latest_cards, minutes, ort_session, size,

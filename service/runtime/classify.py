@@ -9,11 +9,12 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.card import ImagePreprocess
+from zooserve.card import ImagePreprocess
 from service.runtime.errors import BadInput, shown, json_type, task_noun
 from service.runtime.infer import infer
 from service.runtime.repository import Loaded
-from service.text import ATTENTION_MASK, INPUT_IDS
+from zooserve.numeric import softmax
+from zooserve.text import ATTENTION_MASK, INPUT_IDS
 
 MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
 MAX_TEXT_CHARS = 100_000  # truncation keeps max_length tokens anyway; this bounds the tokenizer's work
@@ -67,12 +68,6 @@ def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
         raise BadInput(f"{where}: shape must be [{pre.height}, {pre.width}] or "
                        f"[{pre.channels}, {pre.height}, {pre.width}], got {list(x.shape)}")
     return normalise(x * pre.scale, pre)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[dict]]:

@@ -16,7 +16,7 @@ from service.runtime.errors import BadInput, ServiceError, shown, task_noun
 from service.runtime.repository import Loaded
 from service.runtime.sequence import Event, Sequence
 from service.settings import Settings
-from service.text import Vocab, word_tokens
+from zooserve.text import Vocab, word_tokens
 
 DEFAULT_MAX_TOKENS = 16  # as OpenAI's completions
 MAX_STOP_CHARS = 100

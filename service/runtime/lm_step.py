@@ -26,8 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from service.card import ModelCard
-from service.text import CLOSERS, SENTENCE_END, Vocab, char_stream
+from zooserve.card import ModelCard
+from zooserve.text import CLOSERS, SENTENCE_END, Vocab, char_stream
 
 State = Any
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]

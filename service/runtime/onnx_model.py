@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.card import ModelCard, TensorSpec
+from zooserve.card import ModelCard, TensorSpec
 from service.runtime.errors import ModelLoadError, shown
 
 log = logging.getLogger(__name__)

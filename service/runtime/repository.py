@@ -20,14 +20,14 @@ from pathlib import Path
 import onnxruntime as ort
 
 from service import metrics
-from service.card import CARD_FILE, Artifact, ModelCard, load_card
+from zooserve.card import CARD_FILE, Artifact, ModelCard, load_card
 from service.runtime.batcher import Arrivals, DynamicBatcher
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady, shown
 from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, select_providers, session_options
 from service.runtime.scheduler import Scheduler
 from service.settings import Settings
-from service.text import ATTENTION_MASK, INPUT_IDS, SubwordTokenizer, Vocab
+from zooserve.text import ATTENTION_MASK, INPUT_IDS, SubwordTokenizer, Vocab
 
 log = logging.getLogger(__name__)
 

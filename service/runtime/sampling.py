@@ -24,6 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from service.runtime.errors import BadInput, shown
+from zooserve.numeric import log_softmax
 
 MAX_LOGPROBS = 20
 
@@ -57,13 +58,6 @@ class SamplingParams:
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Along the last axis, in float64."""
-    z = logits.astype(np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
 def penalise(logits: np.ndarray, history: np.ndarray, penalty: float) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 from service.runtime.errors import BadInput, shown, task_noun
 from service.runtime.lm_step import bos_padded, primed, zero_state
 from service.runtime.repository import Loaded
-from service.runtime.sampling import log_softmax
+from zooserve.numeric import log_softmax
 
 MAX_CHARS = 100_000
 

@@ -2,7 +2,7 @@
 
 * `make_repo`: writes a Triton-style model repository `<root>/<name>/<version>/model.onnx + model.json`
   of tiny ONNX graphs built with `onnx.helper` (FP32 [-1,1,28,28] -> Flatten -> MatMul -> Add -> [-1,10]),
-  each with a card that validates against `service.card.ModelCard` - or, on request, broken in one
+  each with a card that validates against `zooserve.card.ModelCard` - or, on request, broken in one
   particular way (corrupt or missing graph, invalid card, card that disagrees with its graph, ...).
 * `serve`: runs `create_app(Settings(...))` with its lifespan and an `httpx.AsyncClient` on
   `httpx.ASGITransport` in a fresh event loop, and awaits a test's `async def body(client, app)` there.
@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 from service.app import create_app
-from service.card import ModelCard
+from zooserve.card import ModelCard
 from service.settings import Settings
 
 OPSET = 17

@@ -20,8 +20,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from service.card import ModelCard
-from service.text import SubwordTokenizer
+from zooserve.card import ModelCard
+from zooserve.text import SubwordTokenizer
 from tests.service.conftest import OPSET, card_dict, gate_model
 from training import text_tokenizer
 
@@ -195,7 +195,7 @@ def shipped_transformer(name: str = "tweets-transformer") -> Path | None:
 
 @pytest.mark.skipif(shipped_transformer() is None, reason="models/tweets-transformer is not in this checkout")
 def test_shipped_tokenizer_gives_training_ids_as_its_card_says():
-    from service.card import load_card
+    from zooserve.card import load_card
 
     folder = shipped_transformer()
     card = load_card(folder)

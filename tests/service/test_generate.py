@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from prometheus_client import REGISTRY
 
-from service.text import Vocab
+from zooserve.text import Vocab
 from tests.service.conftest import RepoWriter
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -221,7 +221,7 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
 
 @pytest.mark.parametrize("model", ["island-lstm", "island-ngram-char", "island-ngram-word3"])
 def test_prompt_rules_and_unknown_characters_become_unk(model):
-    from service.card import load_card
+    from zooserve.card import load_card
     from service.runtime.lm_step import stepper_for
 
     folder = ROOT / "models" / model / "1"

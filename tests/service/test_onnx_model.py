@@ -8,7 +8,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from service.card import ModelCard, load_card
+from zooserve.card import ModelCard, load_card
 from service.runtime.errors import ModelLoadError
 from service.runtime.onnx_model import ORT_TO_V2, V2_TO_NUMPY, OnnxModel, session_options
 from tests.service.conftest import images

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from service.runtime.errors import BadInput
-from service.runtime.sampling import (SamplingParams, Uniforms, choose, filtered_logprobs, generator, log_softmax,
+from zooserve.numeric import log_softmax
+from service.runtime.sampling import (SamplingParams, Uniforms, choose, filtered_logprobs, generator,
                                       penalise, step)
 
 V = 50

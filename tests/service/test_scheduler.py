@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.card import load_card
+from zooserve.card import load_card
 from service.runtime.errors import ModelNotReady, Overloaded
 from service.runtime.lm_step import stepper_for
 from service.runtime.onnx_model import OnnxModel, session_options
 from service.runtime.sampling import SamplingParams
 from service.runtime.scheduler import Scheduler
 from service.runtime.sequence import Sequence
-from service.text import Vocab
+from zooserve.text import Vocab
 from tests.service.conftest import run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from service.text import Vocab
+from zooserve.text import Vocab
 from training import train_ngram, train_rnnlm
 from training.export.onnx_export import session
 from training.ngram.arpa import ArpaLM, arpa_tokens

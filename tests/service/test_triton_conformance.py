@@ -23,7 +23,7 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve_fixture as sf  # noqa: E402
 
-from service.card import load_card  # noqa: E402
+from zooserve.card import load_card  # noqa: E402
 
 MODEL = "fashion-lenet"
 INPUT, OUTPUT = "input", "logits"

@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The segmentation rules live in service.text, so that the service splits requests as training split the
+# The segmentation rules live in zooserve.text, so that the service splits requests as training split the
 # corpus; they are re-exported here for the corpus's callers.
-from service.text import WORD_PATTERN, char_stream, paragraphs, sentences, word_tokens  # noqa: F401
+from zooserve.text import WORD_PATTERN, char_stream, paragraphs, sentences, word_tokens  # noqa: F401
 from training.data.download import DatasetUnavailable, fetch_verified
 
 NAME = "mysterious-island"

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterable
 
-# The Vocab class itself lives in service.text, which the service reads vocab.json with.
-from service.text import BOS, EOS, UNK, WORD_PATTERN, Vocab
+# The Vocab class itself lives in zooserve.text, which the service reads vocab.json with.
+from zooserve.text import BOS, EOS, UNK, WORD_PATTERN, Vocab
 
 
 def char_vocab(train_text: str, *, boundaries: bool = False) -> Vocab:

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import torch
 
-from service.card import CARD_FILE, ModelCard
+from zooserve.card import CARD_FILE, ModelCard
 from training.export import isa_check
 from training.export.onnx_export import file_digest, opset_of
 from training.export.quantize import FORMAT, saturation_report

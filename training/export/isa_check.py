@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service import cpu
+from zooserve import cpu
 from training.export import onnx_eval
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,7 +64,7 @@ def emulated_outputs(model_dir: Path, inputs: dict[str, np.ndarray], isa: str = 
     with tempfile.TemporaryDirectory(prefix="isa-check-") as tmp:
         src, dst = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npy"
         np.savez(src, **inputs)
-        probe = "from service import cpu; print(cpu.isa_level())"
+        probe = "from zooserve import cpu; print(cpu.isa_level())"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
         # qemu warns about every host CPU feature its TCG cannot emulate; those lines are noise here.
         seen = subprocess.run([*EMULATORS[isa], sys.executable, "-c", probe], capture_output=True, text=True,

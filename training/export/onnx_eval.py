@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.runtime.sampling import log_softmax
+from zooserve.numeric import log_softmax
 
 
 def session(path: Path, threads: int = 0) -> ort.InferenceSession:

@@ -1,7 +1,7 @@
 """The model card (`model.json`): the one contract between `training/` (which writes it) and `service/`
 (which reads it). Defined once, here, with pydantic only, so both sides import it without torch.
 
-`python -m service.card` prints the JSON Schema; `python -m service.card models/` validates every card.
+`python -m zooserve.card` prints the JSON Schema; `python -m zooserve.card models/` validates every card.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class MeasuredOn(_Strict):
     project's format compute the same integers everywhere (see training/export/quantize.py)."""
 
     isa: str = Field(description="the CPU level that picks onnxruntime's kernels: avx2, avx512, avx-vnni, "
-                                 "avx512-vnni, amx (service.cpu.isa_level)")
+                                 "avx512-vnni, amx (zooserve.cpu.isa_level)")
     cpu: str = Field(description="the CPU's model name")
     onnxruntime: str
     emulator: str | None = Field(None, description="the command that emulated this CPU, e.g. "
