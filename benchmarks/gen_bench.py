@@ -44,7 +44,7 @@ def raw_rows_per_s(folder: Path, batch: int, steps: int, threads: int) -> tuple[
     import onnxruntime as ort
 
     from zooserve.card import load_card
-    from service.runtime.lm_step import zero_state
+    from service.runtime.generation.stepping import zero_state
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = opts.inter_op_num_threads = threads

@@ -8,7 +8,7 @@ What it measures, at each concurrency level (default 1, 16, 64), with a fixed nu
 (and a time cap per level so a slow machine still finishes):
 
   raw-ort    onnxruntime in this process: C threads calling session.run on batch-1 inputs, with the
-             server's own session options (service.runtime.repository.serving_session_options). Also a
+             server's own session options (service.runtime.repository.repository.serving_session_options). Also a
              single thread at the mean batch size the server's batcher formed (from /metrics), to compare
              the server's throughput with the compute it actually ran.
   bare       a minimal one-route FastAPI/uvicorn app (this script, in a subprocess) that only parses the
@@ -446,8 +446,8 @@ def server_session(onnx_path: Path):
     """An InferenceSession built exactly as the server builds one (same settings, same providers)."""
     import onnxruntime as ort
 
-    from service.runtime.onnx_model import select_providers
-    from service.runtime.repository import serving_session_options
+    from service.runtime.engine.session import select_providers
+    from service.runtime.engine.session import serving_session_options
     from service.settings import Settings
 
     s = Settings(_env_file=ROOT / ".env")

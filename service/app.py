@@ -15,8 +15,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from service import __version__, errors
 from zooserve import cpu
 from service.logs import configure_logging
-from service.middleware import ApiKey, BodyLimit, RequestMetrics
+from service.fastpath import InferFastPath
+from service.middleware import Announce, ApiKey, BodyLimit, RequestMetrics
 from service.routers import classify, completions, generate, health, infer, metrics, models, repository, score
+from service.runtime.engine.arrivals import Arrivals
 from service.runtime.repository import ModelRepository
 from service.settings import Settings
 
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
-    repo = ModelRepository(settings, available_providers)
+    arrivals = Arrivals()  # requests on their way to a batcher: announced by HTTP, awaited by batches
+    repo = ModelRepository(settings, available_providers, arrivals)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -49,8 +52,11 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
               generate.router, completions.router, metrics.router):
         app.include_router(r)
     errors.install(app)
-    # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI.
-    app.add_middleware(infer.InferFastPath, state=app.state)
+    # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI,
+    # inside the announcements of requests on their way to a batcher (after the key check: a refused
+    # request is not waited for).
+    app.add_middleware(InferFastPath, state=app.state)
+    app.add_middleware(Announce, arrivals=arrivals)
     if settings.api_key:
         app.add_middleware(ApiKey, key=settings.api_key)
     if settings.cors_origins:  # outside the key check: preflights carry no key, and a 401 needs CORS headers too

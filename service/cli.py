@@ -19,7 +19,7 @@ async def check_repository(settings: Settings) -> int:
     await repo.load_all()
     entries = repo.entries()
     for e in entries:
-        provider = e.loaded.model.provider if e.loaded else "-"
+        provider = e.served.session.provider if e.served else "-"
         print(f"{e.name}/{e.version}: {e.state} {provider} {e.reason}".rstrip())
     await repo.close()
     if not entries:

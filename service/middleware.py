@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: body-size limit, API key, and per-request metrics.
+"""Pure-ASGI middleware: body-size limit, API key, per-request metrics, and arrivals for the batchers.
 
 Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched and the hot path
 stays short.
@@ -7,12 +7,14 @@ stays short.
 from __future__ import annotations
 
 import hmac
+import re
 import time
 
 import orjson
 
 from service import metrics
 from service.errors import error_body
+from service.runtime.engine.arrivals import Arrivals
 
 OPEN_PATHS = ("/v2/health/", "/metrics")  # probes and scrapers need no key
 
@@ -119,3 +121,25 @@ class RequestMetrics:
             self._series[key] = (metrics.REQUESTS.labels(model, endpoint, str(status)),
                                  metrics.REQUEST_SECONDS.labels(model, endpoint))
         return self._series[key]
+
+
+_BATCHED = re.compile(r"/v2/models/([^/]+)(?:/versions/[0-9]+)?/infer|/v1/models/([^/]+)/(?:classify|score)")
+
+
+class Announce:
+    """Announces each request to a batched endpoint (V2 infer, /classify, /score) to its model's batcher as
+    soon as it is routed, before its body is read: a batch being formed may wait for it (engine.arrivals).
+    The announcement ends when the request is queued, or at the latest when its response is done."""
+
+    def __init__(self, app, arrivals: Arrivals):
+        self.app, self.arrivals = app, arrivals
+
+    async def __call__(self, scope, receive, send):
+        match = _BATCHED.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if match is None:
+            return await self.app(scope, receive, send)
+        announcement = self.arrivals.announce(match.group(1) or match.group(2))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            announcement.end()

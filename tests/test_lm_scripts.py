@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from zooserve.card import load_card
-from service.runtime.onnx_model import OnnxModel, session_options
+from service.runtime.engine.session import OnnxModel, session_options
 from training import lm_report, train_ngram, train_rnnlm
 from training.data.vocab import Vocab
 from training.export.onnx_export import file_digest, session

@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from service.runtime.errors import BadInput, shown, json_type
-from service.runtime.onnx_model import V2_TO_NUMPY
+from service.runtime.engine.session import V2_TO_NUMPY
 
 HEADER_LENGTH = "inference-header-content-length"
 NUMPY_TO_V2 = {np.dtype(v): k for k, v in V2_TO_NUMPY.items()}

@@ -11,46 +11,48 @@ from fastapi import APIRouter, Query, Request
 
 from service.deps import Config, Repo
 from service.protocol.v2 import load_json
-from service.runtime.classify import (array_to_input, check_texts, classify_images, classify_texts, decode_base64,
-                                      decode_image, image_to_array)
-from service.runtime.errors import BadInput, shown, task_noun
+from service.runtime.errors import BadInput, shown
+from service.runtime.tasks.base import ClassifyRequest
 
 router = APIRouter(prefix="/v1/models", tags=["tasks"])
 MAX_IMAGES = 1024
 
 
-async def _images_from_request(request: Request, pre) -> tuple[list, int | None]:
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith("multipart/form-data"):
+async def _classify_request(request: Request, limit: int = MAX_IMAGES) -> ClassifyRequest:
+    """The body as it came: multipart files, or JSON images (base64), arrays (pixel lists) or texts. Decoding
+    and checking against the card is the model's (tasks.classifiers)."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
         form = await request.form()
         files = form.getlist("files") or form.getlist("file")
         if not files:
             raise BadInput("multipart upload needs one or more \"files\" parts")
-        if len(files) > MAX_IMAGES:
-            raise BadInput(f"at most {MAX_IMAGES} images per request, got {len(files)}")
-        out = []
+        if len(files) > limit:
+            raise BadInput(f"at most {limit} images per request, got {len(files)}")
+        images = []
         for i, f in enumerate(files):
             if isinstance(f, str):
                 raise BadInput(f"files[{i}] must be a file upload, not a text field")
-            out.append(image_to_array(decode_image(await f.read(), f"files[{i}] ({f.filename})"), pre))
-        return out, None
+            images.append((f"files[{i}] ({f.filename})", await f.read()))
+        return ClassifyRequest(images=images)
     doc = load_json(await request.body(), "the request body")
     if not isinstance(doc, dict):
-        raise BadInput('the body must be a JSON object with "images" (base64) or "arrays" (pixel lists)')
-    images, arrays = doc.get("images"), doc.get("arrays")
-    if (images is None) == (arrays is None):
-        raise BadInput('give exactly one of "images" (base64 PNG/JPEG) or "arrays" (pixel lists)')
-    items = images if images is not None else arrays
+        raise BadInput('the body must be a JSON object with "images" (base64), "arrays" (pixel lists), '
+                       '"texts" (a list of strings) or "text" (a string)')
+    given = [f for f in ("images", "arrays", "texts", "text") if f in doc]
+    if len(given) != 1:
+        raise BadInput('give exactly one of "images" (base64 PNG/JPEG), "arrays" (pixel lists), "texts" (a list of '
+                       f'strings) or "text" (a string); got {given or "none"}')
+    field, k = given[0], _body_k(doc)
+    if field in ("texts", "text"):
+        return ClassifyRequest(texts=doc["texts"] if field == "texts" else [doc["text"]], field=field, top_k=k)
+    items = doc[field]
     if not isinstance(items, list):
-        raise BadInput(f'"{"images" if images is not None else "arrays"}" must be a list')
-    if len(items) > MAX_IMAGES:
-        raise BadInput(f"at most {MAX_IMAGES} images per request, got {len(items)}")
-    if images is not None:
-        out = [image_to_array(decode_image(decode_base64(t, f"images[{i}]"), f"images[{i}]"), pre)
-               for i, t in enumerate(items)]
-    else:
-        out = [array_to_input(a, pre, f"arrays[{i}]") for i, a in enumerate(items)]
-    return out, _body_k(doc)
+        raise BadInput(f'"{field}" must be a list')
+    if len(items) > limit:
+        raise BadInput(f"at most {limit} images per request, got {len(items)}")
+    if field == "images":
+        return ClassifyRequest(images=[(f"images[{i}]", t) for i, t in enumerate(items)], top_k=k)  # base64
+    return ClassifyRequest(arrays=[(f"arrays[{i}]", a) for i, a in enumerate(items)], top_k=k)
 
 
 def _body_k(doc: dict) -> int | None:
@@ -60,33 +62,13 @@ def _body_k(doc: dict) -> int | None:
     return k
 
 
-async def _texts_from_request(request: Request, limit: int) -> tuple[list[str], str, int | None]:
-    doc = load_json(await request.body(), "the request body")
-    if not isinstance(doc, dict):
-        raise BadInput('the body must be a JSON object with "texts" (a list of strings) or "text" (a string)')
-    if ("text" in doc) == ("texts" in doc):
-        raise BadInput('give exactly one of "texts" (a list of strings) or "text" (a string)')
-    field = "texts" if "texts" in doc else "text"
-    raw = doc[field] if field == "texts" else [doc["text"]]
-    return check_texts(raw, field, limit), field, _body_k(doc)
-
-
 @router.post("/{model}/classify")
 async def classify(model: str, request: Request, repo: Repo, settings: Config,
                    top_k: int | None = Query(None, description="labels to return per image")) -> dict:
-    loaded = repo.get(model)
-    task = loaded.card.task
-    if task == "text-classification" and loaded.tokenizer is not None:
-        texts, field, body_k = await _texts_from_request(request, loaded.batcher.max_batch_size)
-    elif task == "image-classification":
-        images, body_k = await _images_from_request(request, loaded.card.preprocess)
-    else:
-        raise BadInput(f"model {shown(model)} is {task_noun(task)}; /classify serves image and subword text classifiers")
-    loaded = repo.get(model)  # again after the last await: a reload may have swapped the version meanwhile
-    k = next((v for v in (top_k, body_k) if v is not None), 3)  # 0 is a value, not "not given"
-    k = min(k, len(loaded.card.labels)) if k > 0 else k
-    if task == "text-classification":
-        results = await classify_texts(loaded, texts, k=k, timeout_s=settings.request_timeout_s, field=field)
-    else:
-        results = await classify_images(loaded, images, k=k, timeout_s=settings.request_timeout_s)
-    return {"model": loaded.name, "version": str(loaded.version), "predictions": results}
+    repo.entry(model)  # an unknown model is a 404 before the body is read
+    body = await _classify_request(request)
+    if top_k is not None:  # the query wins over the body
+        body.top_k = top_k
+    async with repo.acquire(model) as served:
+        results = await served.classify(body, timeout_s=settings.request_timeout_s)
+    return {"model": served.name, "version": str(served.version), "predictions": results}

@@ -17,15 +17,15 @@ from service import sse
 from service.deps import Config, Repo
 from service.protocol.v2 import load_json
 from service.runtime.errors import BadInput, shown
-from service.runtime.generate import Generation, parse
-from service.runtime.sampling import Choice
+from service.runtime.generation.request import Generation, parse
+from service.runtime.generation.sampling import Choice
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 UNSUPPORTED = {"n": 1, "best_of": 1, "echo": False, "suffix": None, "logit_bias": None, "presence_penalty": 0,
                "frequency_penalty": 0}
 
 
-def _request(doc, repo: Repo, settings: Config) -> tuple[Generation, bool, bool]:
+async def _request(doc, repo: Repo, settings: Config) -> tuple[Generation, bool, bool]:
     if not isinstance(doc, dict):
         raise BadInput('the body must be a JSON object {"model": "...", "prompt": "...", ...}')
     model = doc.get("model")
@@ -42,7 +42,9 @@ def _request(doc, repo: Repo, settings: Config) -> tuple[Generation, bool, bool]
     if not isinstance(stream, bool) or not isinstance(options, dict):
         raise BadInput(f'"stream" must be true or false and "stream_options" an object, got {shown(stream)}, {shown(options)}')
     req = parse(prompt, doc, settings, prompt_field="prompt")
-    return Generation(repo.get(model), req), stream, bool(options.get("include_usage"))
+    async with repo.acquire(model) as served:
+        gen = served.generate(req)  # queued: the scheduler drains it before the model is released
+    return gen, stream, bool(options.get("include_usage"))
 
 
 def _logprobs(gen: Generation, choices: list[Choice]) -> dict | None:
@@ -61,9 +63,9 @@ def _usage(gen: Generation, completion_tokens: int) -> dict:
 @router.post("/completions")
 async def completions(request: Request, repo: Repo, settings: Config):
     doc = load_json(await request.body(), "the request body")
-    gen, stream, include_usage = _request(doc, repo, settings)
+    gen, stream, include_usage = await _request(doc, repo, settings)
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": gen.loaded.name, "system_fingerprint": f"seed-{gen.seed}"}
+            "model": gen.model.name, "system_fingerprint": f"seed-{gen.seed}"}
     if not stream:
         text, finish, choices = await gen.collect(request.receive)
         return {**head, "choices": [{"text": text, "index": 0, "logprobs": _logprobs(gen, choices),

@@ -15,7 +15,7 @@ from service import sse
 from service.deps import Config, Repo
 from service.protocol.v2 import load_json
 from service.runtime.errors import BadInput
-from service.runtime.generate import PARAMETERS, Generation, parse, token_logprobs
+from service.runtime.generation.request import PARAMETERS, Generation, parse, token_logprobs
 
 router = APIRouter(prefix="/v2/models", tags=["generate"])
 
@@ -30,11 +30,12 @@ async def _start(model: str, request: Request, repo: Repo, settings: Config) -> 
     if unknown:
         raise BadInput(f"unknown parameters {unknown}; known: {list(PARAMETERS)}")
     req = parse(doc.get("text_input"), params, settings, prompt_field="text_input")
-    return Generation(repo.get(model), req)  # after the last await, so a reload cannot drain it in between
+    async with repo.acquire(model) as served:
+        return served.generate(req)  # queued: the scheduler drains it before the model is released
 
 
 def _head(gen: Generation) -> dict:
-    return {"model_name": gen.loaded.name, "model_version": str(gen.loaded.version)}
+    return {"model_name": gen.model.name, "model_version": str(gen.model.version)}
 
 
 @router.post("/{model}/generate")

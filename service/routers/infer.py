@@ -1,28 +1,19 @@
 """POST .../infer: Open Inference Protocol v2 with JSON tensors or Triton's binary tensor extension.
 
-This is the hot path, so it is served twice over one implementation (`handle`):
-
-- `InferFastPath`, a pure-ASGI layer just inside the service's middleware (metrics, body limit, API key,
-  CORS), answers `POST /v2/models/{model}[/versions/{n}]/infer` itself. Under load on 2 cores, FastAPI's
-  per-request machinery (exception and exit-stack layers, route matching over every router, the
-  dependency solver, Request and Response wrappers) cost more CPU than parsing the body, validating it,
-  batching, running LeNet and encoding the answer together (py-spy, benchmarks/serve_bench.py).
-- The FastAPI routes below document the endpoint in OpenAPI, and serve what the fast path leaves to them
-  (a version that is not an integer gets FastAPI's 422).
+One implementation (`handle`) with two entrances: the FastAPI routes below, which document the endpoint
+in OpenAPI and serve what the fast path leaves to them (a version that is not an integer), and the
+pure-ASGI fast path in service/fastpath.py, which answers the hot path without FastAPI's per-request
+machinery.
 """
 
 from __future__ import annotations
 
-import re
-
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.errors import error
 from service.protocol.encoding import decode_body
 from service.protocol.v2 import HEADER_LENGTH, classify_output, encode_infer, parse_infer
-from service.runtime.errors import Overloaded, ServiceError
-from service.runtime.infer import infer
+
 
 router = APIRouter(tags=["inference"])
 LATEST, VERSIONED = "/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"
@@ -30,20 +21,16 @@ JSON_TYPE, BINARY_TYPE = "application/json", "application/octet-stream"
 
 
 async def handle(state, model: str, version: int | None, body: bytes, content_encoding: str | None,
-                 header_length: str | None, parsed=None) -> tuple[bytes, str, dict[str, str]]:
-    """One V2 request -> (response body, media type, extra headers). Raises ServiceError for the client.
-    `parsed()` is called once the request is ready to queue (it leaves the batcher's `Arrivals`)."""
+                 header_length: str | None) -> tuple[bytes, str, dict[str, str]]:
+    """One V2 request -> (response body, media type, extra headers). Raises ServiceError for the client."""
     settings = state.settings
-    # 404/503 before the body is parsed. No await from here to the submit in infer(), so a reload cannot
-    # drain this version in between.
-    loaded = state.repository.get(model, version)
-    req = parse_infer(decode_body(body, content_encoding, settings.max_body_bytes), header_length)
-    if parsed:
-        parsed()
-    outputs = await infer(loaded, req.inputs, timeout_s=settings.request_timeout_s, requested=req.requested)
+    # The lookup first: 404/503 before the body is parsed.
+    async with state.repository.acquire(model, version) as served:
+        req = parse_infer(decode_body(body, content_encoding, settings.max_body_bytes), header_length)
+        outputs = await served.infer(req.inputs, timeout_s=settings.request_timeout_s, requested=req.requested)
     for name, k in req.classification.items():
-        outputs[name] = classify_output(outputs[name], k, loaded.card.labels)
-    out, header_len = encode_infer(loaded.name, loaded.version, req, outputs)
+        outputs[name] = classify_output(outputs[name], k, served.card.labels)
+    out, header_len = encode_infer(served.name, served.version, req, outputs)
     if header_len is None:
         return out, JSON_TYPE, {}
     return out, BINARY_TYPE, {"Inference-Header-Content-Length": str(header_len)}
@@ -65,75 +52,3 @@ async def infer_latest(model: str, request: Request) -> Response:
 @router.post(VERSIONED)
 async def infer_version(model: str, version: int, request: Request) -> Response:
     return await _route(request, model, version)
-
-
-# -- the same endpoint in pure ASGI ------------------------------------------------------------------------
-
-_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?/infer")
-
-
-class _Template:
-    """Stands in for the matched route in the scope: RequestMetrics labels requests by `route.path`."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-
-_TEMPLATES = {False: _Template(LATEST), True: _Template(VERSIONED)}
-
-
-class InferFastPath:
-    """`POST /v2/models/{model}[/versions/{n}]/infer` straight to `handle`; everything else to `app`."""
-
-    def __init__(self, app, state):
-        self.app, self.state = app, state  # state: the FastAPI app's state (repository, settings)
-
-    async def __call__(self, scope, receive, send):
-        match = _PATH.fullmatch(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if match is None:
-            return await self.app(scope, receive, send)
-        model, version = match.group(1), match.group(2)
-        scope["path_params"] = {"model": model} if version is None else {"model": model, "version": version}
-        scope["route"] = _TEMPLATES[version is not None]
-        # From now until it is queued (or fails), a batch of this model being formed may wait for it.
-        arrivals, on_the_way = self.state.repository.arrivals, True
-        arrivals.enter(model)
-
-        def parsed():
-            nonlocal on_the_way
-            if on_the_way:
-                on_the_way = False
-                arrivals.leave(model)
-
-        try:
-            body = await _read_body(receive)
-            if body is None:
-                return  # the client went away
-            encoding = length = None
-            for k, v in scope["headers"]:
-                if k == b"content-encoding":
-                    encoding = v.decode("latin-1")
-                elif k == b"inference-header-content-length":
-                    length = v.decode("latin-1")
-            out, media, headers = await handle(self.state, model, None if version is None else int(version), body,
-                                               encoding, length, parsed)
-        except ServiceError as exc:
-            retry = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
-            return await error(exc.status, str(exc), retry)(scope, receive, send)
-        finally:
-            parsed()
-        raw = [(b"content-type", media.encode()), (b"content-length", str(len(out)).encode())]
-        raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-        await send({"type": "http.response.start", "status": 200, "headers": raw})
-        await send({"type": "http.response.body", "body": out})
-
-
-async def _read_body(receive) -> bytes | None:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

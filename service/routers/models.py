@@ -16,14 +16,14 @@ router = APIRouter(tags=["models"])
 def _metadata(entry: Entry, versions: list[int]) -> dict:
     doc = {"name": entry.name, "versions": [str(v) for v in versions], "platform": "onnxruntime_onnx",
            "state": entry.state}
-    if entry.loaded:
-        card = entry.loaded.card
+    if entry.served:
+        card = entry.served.card
         doc |= {
             "inputs": [s.model_dump() for s in card.inputs],
             "outputs": [s.model_dump() for s in card.outputs],
-            "parameters": {"task": card.task, "family": card.family, "execution_provider": entry.loaded.model.provider,
-                           "max_batch_size": entry.loaded.batcher.max_batch_size,
-                           "max_delay_ms": entry.loaded.batcher.max_delay_s * 1000, "labels": card.labels},
+            "parameters": {"task": card.task, "family": card.family, "execution_provider": entry.served.session.provider,
+                           "max_batch_size": entry.served.batcher.max_batch_size,
+                           "max_delay_ms": entry.served.batcher.max_delay_s * 1000, "labels": card.labels},
         }
     if entry.reason:
         doc["reason"] = entry.reason
@@ -63,6 +63,6 @@ async def list_models(repo: Repo) -> dict:
     """Every model version the server knows, with its state and, when loaded, its task."""
     return {"object": "list", "data": [
         {"id": e.name, "object": "model", "owned_by": "zooserve", "version": e.version, "state": e.state,
-         **({"task": e.loaded.card.task, "family": e.loaded.card.family} if e.loaded else {}),
+         **({"task": e.served.card.task, "family": e.served.card.family} if e.served else {}),
          **({"reason": e.reason} if e.reason else {})}
         for e in repo.entries()]}

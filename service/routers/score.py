@@ -12,7 +12,6 @@ from fastapi import APIRouter, Request
 from service.deps import Config, Repo
 from service.protocol.v2 import load_json
 from service.runtime.errors import BadInput
-from service.runtime.score import score_text
 
 router = APIRouter(prefix="/v1/models", tags=["tasks"])
 
@@ -23,5 +22,5 @@ async def score(model: str, request: Request, repo: Repo, settings: Config) -> d
     doc = load_json(await request.body(), "the request body")
     if not isinstance(doc, dict) or "text" not in doc:
         raise BadInput('the body must be a JSON object {"text": "..."}')
-    loaded = repo.get(model)  # after the last await, so a reload cannot drain it in between
-    return await score_text(loaded, doc["text"], timeout_s=settings.request_timeout_s)
+    async with repo.acquire(model) as served:
+        return await served.score(doc["text"], timeout_s=settings.request_timeout_s)

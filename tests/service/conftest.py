@@ -310,7 +310,7 @@ def binary_body(tensors: list[tuple[str, str, np.ndarray]], **header_extra) -> t
 
 def decode_binary_response(body: bytes, header_length: int) -> tuple[dict, dict[str, np.ndarray]]:
     """Split a binary-extension response into its JSON header and the named arrays (JSON or binary)."""
-    from service.runtime.onnx_model import V2_TO_NUMPY
+    from service.runtime.engine.session import V2_TO_NUMPY
 
     head = orjson.loads(body[:header_length])
     offset, arrays = header_length, {}
@@ -337,7 +337,7 @@ def b64(blob: bytes) -> str:
 
 
 def preprocess_like_card(img: Image.Image) -> np.ndarray:
-    """What the card's preprocess says, done independently of service.runtime.classify: (1, 28, 28)."""
+    """What the card's preprocess says, done independently of service.runtime.tasks.classifiers: (1, 28, 28)."""
     img = img.convert("L").resize((28, 28), Image.BILINEAR)
     x = np.asarray(img, dtype=np.float32) * np.float32(SCALE)
     return ((x - np.float32(MEAN[0])) / np.float32(STD[0]))[None].astype(np.float32)

@@ -12,7 +12,7 @@ import uuid
 import numpy as np
 import pytest
 
-from service.runtime.batcher import Arrivals, BatchCountError, DynamicBatcher
+from service.runtime.engine.batcher import Arrivals, BatchCountError, DynamicBatcher
 from service.runtime.errors import BadInput, DeadlineExceeded, Overloaded, ServiceError
 from tests.service.conftest import gate_model, images, infer_json, run
 

@@ -222,11 +222,12 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
 @pytest.mark.parametrize("model", ["island-lstm", "island-ngram-char", "island-ngram-word3"])
 def test_prompt_rules_and_unknown_characters_become_unk(model):
     from zooserve.card import load_card
-    from service.runtime.lm_step import stepper_for
+    from service.runtime.tasks.registry import served_class
 
     folder = ROOT / "models" / model / "1"
     vocab = Vocab.load(folder / "vocab.json")
-    stepper = stepper_for(load_card(folder), vocab, run=None)
+    card = load_card(folder)
+    stepper = served_class(card).stepper_class(card, vocab, run=None)
     ids, count = stepper.encode("First  paragraph.\n\nThe \u20acngineer ")
     unk = vocab.id("<unk>")
     if vocab.kind == "char":

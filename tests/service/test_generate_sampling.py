@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.runtime.sampling import SamplingParams, choose, step
+from service.runtime.generation.sampling import SamplingParams, choose, step
 
 
 @pytest.mark.parametrize("temps", [(1.0,), (1.0, 1.0, 1.0), (0.0, 1.0, 0.7), (1.7, 0.5), (0.0,)])

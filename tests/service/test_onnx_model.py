@@ -10,7 +10,7 @@ import pytest
 
 from zooserve.card import ModelCard, load_card
 from service.runtime.errors import ModelLoadError
-from service.runtime.onnx_model import ORT_TO_V2, V2_TO_NUMPY, OnnxModel, session_options
+from service.runtime.engine.session import ORT_TO_V2, V2_TO_NUMPY, OnnxModel, session_options
 from tests.service.conftest import images
 
 CPU = ["CPUExecutionProvider"]

@@ -8,7 +8,7 @@ import pytest
 
 from service.runtime.errors import BadInput
 from zooserve.numeric import log_softmax
-from service.runtime.sampling import (SamplingParams, Uniforms, choose, filtered_logprobs, generator,
+from service.runtime.generation.sampling import (SamplingParams, Uniforms, choose, filtered_logprobs, generator,
                                       penalise, step)
 
 V = 50

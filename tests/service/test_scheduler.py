@@ -15,11 +15,11 @@ import pytest
 
 from zooserve.card import load_card
 from service.runtime.errors import ModelNotReady, Overloaded
-from service.runtime.lm_step import stepper_for
-from service.runtime.onnx_model import OnnxModel, session_options
-from service.runtime.sampling import SamplingParams
-from service.runtime.scheduler import Scheduler
-from service.runtime.sequence import Sequence
+from service.runtime.tasks.registry import served_class
+from service.runtime.engine.session import OnnxModel, session_options
+from service.runtime.generation.sampling import SamplingParams
+from service.runtime.generation.scheduler import Scheduler
+from service.runtime.generation.sequence import Sequence
 from zooserve.text import Vocab
 from tests.service.conftest import run
 
@@ -206,7 +206,7 @@ def test_a_rows_logits_do_not_depend_on_the_batch(model):
     card = load_card(folder)
     onnx_model = OnnxModel(folder / "model.onnx", card, providers=["CPUExecutionProvider"],
                            options=session_options(1, 1))
-    stepper = stepper_for(card, Vocab.load(folder / "vocab.json"), onnx_model.run)
+    stepper = served_class(card).stepper_class(card, Vocab.load(folder / "vocab.json"), onnx_model.run)
     prompts = [f"The engineer {i} said to Pencroft" + " and" * (i % 5) for i in range(32)]
     ids = [stepper.encode(p)[0] for p in prompts]
     starts = stepper.start(ids)  # prompts of equal length prefill together

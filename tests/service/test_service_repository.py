@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 import pytest
 
-from service.runtime.onnx_model import select_providers
+from service.runtime.engine.session import select_providers
 from tests.service.conftest import gate_model, images, infer_json
 
 CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -436,7 +436,7 @@ def test_providers_setting_is_honoured(make_repo, serve):
 def test_serving_session_options_leave_a_core_to_the_event_loop_and_do_not_spin():
     import os
 
-    from service.runtime.repository import serving_session_options
+    from service.runtime.engine.session import serving_session_options
     from service.settings import Settings
 
     cores = len(os.sched_getaffinity(0))

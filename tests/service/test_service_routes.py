@@ -143,7 +143,7 @@ def test_v1_models_lists_every_version(call):
 
 def test_fastapi_infer_routes_document_and_answer_like_the_asgi_fast_path(repo, serve, monkeypatch):
     """InferFastPath answers V2 infer ahead of FastAPI; the FastAPI routes (OpenAPI, fallback) must agree."""
-    from service.routers.infer import InferFastPath
+    from service.fastpath import InferFastPath
 
     x = images(3, seed=7)
     body, n = binary_body([("input", "FP32", x)], parameters={"binary_data_output": True})

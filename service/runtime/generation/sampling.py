@@ -42,13 +42,13 @@ class SamplingParams:
         checks = [
             (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 100,
              f"temperature must be between 0 and 100, got {shown(self.temperature)}"),
-            (_is_int(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0, got {shown(self.top_k)}"),
+            (is_int(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0, got {shown(self.top_k)}"),
             (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {shown(self.top_p)}"),
             (isinstance(self.repetition_penalty, (int, float)) and 0 < self.repetition_penalty <= 10,
              f"repetition_penalty must be in (0, 10], got {shown(self.repetition_penalty)}"),
-            (self.seed is None or (_is_int(self.seed) and 0 <= self.seed < 2**63),
+            (self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**63),
              f"seed must be an integer in [0, 2**63), got {shown(self.seed)}"),
-            (self.logprobs is None or (_is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
+            (self.logprobs is None or (is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
              f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {shown(self.logprobs)}"),
         ]
         for ok, message in checks:
@@ -56,7 +56,7 @@ class SamplingParams:
                 raise BadInput(message)
 
 
-def _is_int(value) -> bool:
+def is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 

@@ -11,10 +11,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
-from service.runtime import sampling
-from service.runtime.errors import BadInput, ServiceError, shown, task_noun
-from service.runtime.repository import Loaded
-from service.runtime.sequence import Event, Sequence
+from service.runtime.generation import sampling
+from service.runtime.errors import BadInput, ServiceError, shown
+from service.runtime.generation.sequence import Event, Sequence
 from service.settings import Settings
 from zooserve.text import Vocab, word_tokens
 
@@ -57,7 +56,7 @@ def parse(prompt, params: dict, settings: Settings, *, prompt_field: str) -> Gen
     cap = settings.generation_max_tokens
     max_tokens = params.get("max_tokens")
     max_tokens = min(DEFAULT_MAX_TOKENS, cap) if max_tokens is None else max_tokens
-    if not sampling._is_int(max_tokens) or not 1 <= max_tokens <= cap:
+    if not sampling.is_int(max_tokens) or not 1 <= max_tokens <= cap:
         raise BadInput(f'"max_tokens" must be an integer from 1 to {cap}, got {shown(max_tokens)}')
     stop = params.get("stop")
     stop = () if stop is None else (stop,) if isinstance(stop, str) else stop
@@ -114,19 +113,17 @@ def token_logprobs(texts: tuple[str, ...], choice: sampling.Choice) -> dict:
 
 
 class Generation:
-    """One request submitted to its model's scheduler (which may refuse it: Overloaded, 503)."""
+    """One request submitted to a language model's scheduler (which may refuse it: Overloaded, 503).
+    `model`: the served language model (tasks.language_model), with its `scheduler` and `vocab`."""
 
-    def __init__(self, loaded: Loaded, req: GenRequest):
-        card, sched = loaded.card, loaded.scheduler
-        if sched is None:
-            raise BadInput(f"model {shown(card.name)} is {task_noun(card.task)}; generation serves char and word language "
-                           f"models")
-        self.loaded, self.req, self.texts = loaded, req, sched.stepper.texts
+    def __init__(self, model, req: GenRequest):
+        sched = model.scheduler
+        self.model, self.req, self.texts = model, req, sched.stepper.texts
         ids, self.prompt_tokens = sched.stepper.encode(req.prompt)
         rng, self.seed = sampling.generator(req.sampling.seed)
         self.scheduler = sched
         self.seq = sched.submit(Sequence(ids, req.sampling, rng, max_tokens=req.max_tokens,
-                                         pipeline=Detokenizer(loaded.vocab, self.texts, req.stop, req.prompt)))
+                                         pipeline=Detokenizer(model.vocab, self.texts, req.stop, req.prompt)))
 
     def batches(self) -> AsyncIterator[list[Event]]:
         return self.scheduler.batches(self.seq)

@@ -12,8 +12,8 @@ received by the HTTP layer, body still being read or parsed), and at most `max_d
 on an idle server pays no batching delay, and a burst (closed-loop clients, a pipelined client) is not
 kept waiting for requests that are not coming while the model sits idle, which on 2 cores cost a third
 of the throughput at 16 clients. While it gathers, the worker sleeps until enough rows are queued to fill
-the batch, nothing more is on its way, or its deadline passes. Only V2 infer requests are announced
-(`InferFastPath`); the task endpoints' requests join batches that form from what is already queued.
+the batch, nothing more is on its way, or its deadline passes. The HTTP layer announces the requests of
+every batched endpoint (V2 infer, /classify, /score) before their bodies are read (`engine.arrivals`).
 
 Variable-length inputs (text: `input_ids`, `attention_mask` of shape (rows, T)): with `pad` set, rows of
 any length T share a batch, padded on axis 1 to the longest request in that batch (not to the model's
@@ -36,6 +36,7 @@ from typing import Callable
 import numpy as np
 
 from service import metrics
+from service.runtime.engine.arrivals import Arrivals, arrived
 from service.runtime.errors import BadInput, DeadlineExceeded, ModelNotReady, Overloaded, ServiceError, shown
 
 log = logging.getLogger(__name__)
@@ -46,31 +47,6 @@ RunFn = Callable[[Tensors], Tensors]
 
 class BatchCountError(ServiceError):
     """The model returned a different number of rows than the batch held."""
-
-
-class Arrivals:
-    """Requests the HTTP layer has received for each model and not yet queued: what a batch may wait for.
-    Keys are dropped at zero, so made-up model names in URLs leave nothing behind."""
-
-    def __init__(self):
-        self._counts: dict[str, int] = {}
-
-    def enter(self, model: str) -> None:
-        self._counts[model] = self._counts.get(model, 0) + 1
-
-    def leave(self, model: str) -> None:
-        n = self._counts.get(model, 0) - 1
-        if n > 0:
-            self._counts[model] = n
-        else:
-            self._counts.pop(model, None)
-
-    def on_the_way(self, model: str) -> int:
-        return self._counts.get(model, 0)
-
-    def __len__(self) -> int:
-        """Models with requests on their way."""
-        return len(self._counts)
 
 
 @dataclass
@@ -103,6 +79,8 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ort-{model}")
         self._task: asyncio.Task | None = None
         self._running = False
+        self._idle = asyncio.Event()  # set while nothing is queued or running: what a drain waits for
+        self._idle.set()
         self._closed = False
         # Labelled children looked up once: a labels() call per request is a lock and a dict lookup.
         self._m_depth = metrics.QUEUE_DEPTH.labels(model)
@@ -122,11 +100,11 @@ class DynamicBatcher:
         """Let queued and running requests finish, then stop the worker and its thread.
 
         Once it is idle, new submissions are refused (503), so nothing can queue behind a stopped worker.
-        Callers look a model up and submit with no await in between, so after a reload has swapped the
-        new version in, nothing new reaches this one.
+        Requests reach a batcher only under a lease on its model, and the repository drains a model once its
+        leases are over (tasks.base), so after a reload nothing new reaches this one.
         """
-        while self._queue or self._running:
-            await asyncio.sleep(0.005)
+        while self._queue or self._running:  # a push clears the event: check again once it is set
+            await self._idle.wait()
         self._closed = True
         if self._task:
             self._task.cancel()
@@ -189,6 +167,8 @@ class DynamicBatcher:
                         asyncio.get_running_loop().create_future())
 
     def _push(self, items) -> None:
+        arrived()  # this request is no longer on its way: batches stop waiting for it
+        self._idle.clear()
         self._queue.extend(items)
         self._queued_rows += sum(p.rows for p in items)
         self._m_depth.set(len(self._queue))
@@ -246,6 +226,7 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         while True:
             if not self._queue:
+                self._idle.set()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from service.runtime import sampling
+from service.runtime.generation import sampling
 from service.runtime.errors import ServiceError
 
 

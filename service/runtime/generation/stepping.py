@@ -158,10 +158,3 @@ class NgramStep:
         ctx = np.concatenate([np.stack(states)[:, 1:], pending.astype(np.int64)[:, None]], axis=1)  # (B, N-1)
         out = self.run({self.input: ctx})
         return out[self.output], list(ctx)  # log_probs (B, V): already normalised, sampled like logits
-
-
-def stepper_for(card: ModelCard, vocab: Vocab | None, run: RunFn) -> RecurrentStep | NgramStep | None:
-    """The step interface for a language model, or None for a model that cannot generate."""
-    if card.task != "language-model" or vocab is None:
-        return None
-    return (NgramStep if card.family.startswith("ngram/") else RecurrentStep)(card, vocab, run)

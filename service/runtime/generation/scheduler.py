@@ -31,10 +31,10 @@ from typing import AsyncIterator
 import numpy as np
 
 from service import metrics
-from service.runtime import sampling
+from service.runtime.generation import sampling
 from service.runtime.errors import ModelNotReady, Overloaded, shown
-from service.runtime.lm_step import RecurrentStep, NgramStep
-from service.runtime.sequence import Event, GenerationFailed, Sequence
+from service.runtime.generation.stepping import RecurrentStep, NgramStep
+from service.runtime.generation.sequence import Event, GenerationFailed, Sequence
 
 log = logging.getLogger(__name__)
 POLL_S = 0.002  # while sequences are active, the event loop collects their tokens this often

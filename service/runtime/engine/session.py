@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import onnxruntime as ort
 
 from zooserve.card import ModelCard, TensorSpec
 from service.runtime.errors import ModelLoadError, shown
+from service.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +70,11 @@ class OnnxModel:
                  blob: bytes | None = None):
         """`blob`: the file's bytes when the caller has read them already (to check their sha256)."""
         if blob is None and not path.is_file():
-            raise ModelLoadError(f"{path} is missing")
+            raise ModelLoadError(f"{path.name} is missing")
         try:
             self.session = ort.InferenceSession(blob if blob is not None else str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises several private exception types for bad files
-            raise ModelLoadError(f"{path}: onnxruntime cannot load it: {exc}") from exc
+            raise ModelLoadError(f"{path.name}: onnxruntime cannot load it: {exc}") from exc
         self.card = card
         self.validate()
         self.provider = self.session.get_providers()[0]
@@ -103,3 +105,18 @@ class OnnxModel:
         feeds = {s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=V2_TO_NUMPY[s.datatype])
                  for s in self.card.inputs}
         self.run(feeds)
+
+
+def serving_session_options(s: Settings) -> ort.SessionOptions:
+    """onnxruntime options as the server uses them (benchmarks/serve_bench.py builds its raw sessions with this).
+
+    On a small machine the event loop (HTTP, JSON, batching) needs a core of its own: by default onnxruntime
+    takes one thread per core and its pool spins between runs, so it starves the loop that feeds it (on 2 cores
+    this halved LeNet's throughput). So `intra_op_threads=0` means one fewer than the usable cores, and idle
+    pool threads sleep instead of spinning."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    intra = s.intra_op_threads or max(1, cores - 1)
+    opts = session_options(intra, s.inter_op_threads, s.graph_optimization)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return opts

@@ -1,0 +1,225 @@
+"""The model repository: scan `<root>/<name>/<version>/`, load, unload and reload models at run time.
+
+Each version loads on its own: a missing or corrupt file, or a card that disagrees with its graph, makes
+that version UNAVAILABLE with the reason kept for the metadata endpoints and the logs; the rest serve.
+A reload swaps the new version in first and then drains the old one, so requests already on it finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import time
+from pathlib import Path
+
+import onnxruntime as ort
+
+from service import metrics
+from service.runtime.engine.arrivals import Arrivals
+from service.runtime.engine.session import OnnxModel, select_providers, serving_session_options
+from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady, shown
+from service.runtime.repository.entries import Entry, ModelState, Table
+from service.runtime.repository.files import card_files, read_card
+from service.runtime.repository.leases import Lease
+from service.runtime.tasks.base import ServedModel
+from service.runtime.tasks.registry import served_class
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+READY, UNAVAILABLE, LOADING, UNLOADING = ModelState  # the names this module uses
+
+
+def settle_heap() -> None:
+    """Freeze what is alive once models are (re)loaded: their cards, vocabularies and the sessions' Python
+    side leave the cyclic GC's generations, so its full collections scan per-request garbage only. Each
+    used to walk every loaded object: p99 at 64 LeNet clients 30 ms -> 10 ms (benchmarks/serve_bench.py).
+    Unfreezing first lets this collection reclaim cycles left by versions that were unloaded."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+class ModelRepository:
+    def __init__(self, settings: Settings, available_providers: list[str] | None = None,
+                 arrivals: Arrivals | None = None):
+        """`arrivals`: the HTTP layer's announcements, which the models' batchers wait for (engine.arrivals)."""
+        self.settings = settings
+        self.root = Path(settings.repository)
+        self.providers = select_providers(settings.providers, available_providers or ort.get_available_providers())
+        self._entries = Table()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._poller: asyncio.Task | None = None
+        self.arrivals = arrivals if arrivals is not None else Arrivals()
+
+    # -- discovery -------------------------------------------------------------------------------
+    def scan(self) -> dict[str, list[int]]:
+        """Model name -> versions on disk (folders with a numeric name), ascending."""
+        found: dict[str, list[int]] = {}
+        if self.root.is_dir():
+            for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+                versions = sorted(int(v.name) for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit())
+                if versions:
+                    found[model_dir.name] = versions
+        return found
+
+    def wanted_versions(self, name: str, on_disk: list[int]) -> list[int]:
+        pinned = self.settings.model_versions.get(name)
+        return [v for v in pinned if v in on_disk] if pinned else on_disk[-1:]
+
+    # -- loading ---------------------------------------------------------------------------------
+    def _load_blocking(self, name: str, version: int) -> ServedModel:
+        """Read and check the files, open and warm the session, and build the served model the card's task
+        and family call for (tasks.registry). Runs in a worker thread."""
+        t0 = time.perf_counter()
+        folder = self.root / name / str(version)
+        card = read_card(folder, name, version)
+        files = card_files(folder, card)
+        session = OnnxModel(folder / card.artifact.file, card, providers=self.providers,
+                            options=serving_session_options(self.settings), blob=files[card.artifact.file])
+        try:
+            session.warmup()
+        except Exception as exc:  # onnxruntime raises its own types: any failure here is this model's alone
+            raise ModelLoadError(f"the warm-up inference failed: {type(exc).__name__}: {exc}") from exc
+        if not session.batchable and card.task == "language-model":
+            # Expected: a stepping graph's state is (layers, batch, hidden). Not worth a warning at every start.
+            log.info("%s/%s: V2 infer and /score run each request on its own (the state's batch axis is its "
+                     "second); generation steps sequences together", name, version)
+        elif not session.batchable:
+            log.warning("%s/%s: first axis is not dynamic (-1) in every input and output; batching is off", name, version)
+        served = served_class(card)(card, session, files=files, settings=self.settings, arrivals=self.arrivals)
+        served.load_seconds = time.perf_counter() - t0
+        return served
+
+    async def load(self, name: str) -> list[Entry]:
+        """(Re)load the wanted versions of `name` from disk; unload versions no longer wanted."""
+        try:
+            return await self._load(name)
+        finally:
+            settle_heap()
+
+    async def _load(self, name: str) -> list[Entry]:
+        on_disk = self.scan().get(name)
+        if not on_disk:
+            raise ModelNotFound(f"model {shown(name)} is not in the repository {self.root}")
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            wanted = self.wanted_versions(name, on_disk)
+            results = []
+            for version in wanted:
+                results.append(await self._load_version(name, version))
+            # When nothing new serves, keep whatever served before rather than take the model down.
+            keep_ready = not any(e.state == READY for e in results)
+            stale = [k for k, e in self._entries.items() if k[0] == name and k[1] not in wanted
+                     and not (keep_ready and e.state == READY)]
+            for n, v in stale:
+                await self._drop(n, v)
+            return results
+
+    async def _load_version(self, name: str, version: int) -> Entry:
+        key = (name, version)
+        old = self._entries.get(key)
+        if not (old and old.served):  # a reload keeps the serving session READY until the new one is in
+            self._entries[key] = Entry(name, version, LOADING)
+        try:
+            served = await asyncio.to_thread(self._load_blocking, name, version)
+        except ModelLoadError as exc:
+            log.error("model %s/%s is unavailable: %s", name, version, exc)
+            self._entries[key] = entry = Entry(name, version, UNAVAILABLE, str(exc))
+            metrics.MODEL_READY.labels(name, str(version)).set(0)
+        else:
+            served.start()
+            self._entries[key] = entry = Entry(name, version, READY, served=served)
+            metrics.MODEL_READY.labels(name, str(version)).set(1)
+            metrics.MODEL_LOAD_SECONDS.labels(name, str(version)).set(served.load_seconds)
+            log.info("model %s/%s ready on %s in %.3fs", name, version, served.session.provider, served.load_seconds)
+        if old and old.served and old.served is not entry.served:
+            await old.served.drain_and_stop()  # requests holding the old version finish first
+        return entry
+
+    async def _drop(self, name: str, version: int, *, keep_as: str | None = None) -> None:
+        """Drain and release a version; forget it, or (with `keep_as`) keep it listed as UNAVAILABLE."""
+        entry = self._entries.get((name, version))
+        if entry is None:
+            return
+        self._entries[(name, version)] = Entry(name, version, UNLOADING)
+        if entry.served:
+            await entry.served.drain_and_stop()
+        if keep_as is None:
+            del self._entries[(name, version)]
+        else:
+            self._entries[(name, version)] = Entry(name, version, UNAVAILABLE, keep_as)
+        metrics.MODEL_READY.labels(name, str(version)).set(0)
+
+    async def unload(self, name: str) -> None:
+        """Release every version of `name`. It stays known (UNAVAILABLE, 503) until it is loaded again."""
+        keys = [k for k in self._entries if k[0] == name]
+        if not keys:
+            raise ModelNotFound(f"model {shown(name)} is not loaded")
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            for n, v in keys:
+                await self._drop(n, v, keep_as="unloaded by request")
+        settle_heap()
+
+    async def load_all(self) -> None:
+        await asyncio.gather(*(self._load(name) for name in self.scan()))
+        settle_heap()
+
+    async def close(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+        for n, v in list(self._entries):
+            await self._drop(n, v)
+
+    def start_polling(self) -> None:
+        """Pick up new versions (and new models) that appear on disk, every `poll_interval_s`."""
+        if self.settings.poll_interval_s > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.poll_interval_s)
+            for name, versions in self.scan().items():
+                wanted = set(self.wanted_versions(name, versions))
+                have = {v for (n, v) in self._entries if n == name}
+                if wanted != have:
+                    log.info("repository poll: %s versions on disk %s, loaded %s", name, sorted(wanted), sorted(have))
+                    await self.load(name)
+
+    # -- lookup ----------------------------------------------------------------------------------
+    def entries(self) -> list[Entry]:
+        return [self._entries[k] for k in sorted(self._entries)]
+
+    def knows(self, name: str) -> bool:
+        return name in self._entries.by_name
+
+    def _of(self, name: str) -> list[Entry]:
+        """`name`'s entries, oldest version first (the index's own list: not to be changed)."""
+        found = self._entries.by_name.get(name)
+        if not found:
+            raise ModelNotFound(f"unknown model {shown(name)}")
+        return found
+
+    def versions(self, name: str) -> list[Entry]:
+        return list(self._of(name))
+
+    def entry(self, name: str, version: int | None = None) -> Entry:
+        entries = self._of(name)
+        if version is None:
+            # The newest ready version, else the newest (whose state explains why it does not serve).
+            return next((e for e in reversed(entries) if e.state == READY), entries[-1])
+        for e in entries:
+            if e.version == version:
+                return e
+        raise ModelNotFound(f"model {shown(name)} has no version {version} (known: {[e.version for e in entries]})")
+
+    def get(self, name: str, version: int | None = None) -> ServedModel:
+        """The serving model version, or ModelNotFound (404) / ModelNotReady (503). Requests use `acquire`."""
+        e = self.entry(name, version)
+        if e.state != READY or e.served is None:
+            raise ModelNotReady(f"model {shown(name)} version {e.version} is {e.state}" + (f": {e.reason}" if e.reason else ""))
+        return e.served
+
+    def acquire(self, name: str, version: int | None = None) -> Lease:
+        """`async with repo.acquire(name, version) as model:` the model cannot be drained until the block ends.
+        The lookup happens here, so a 404 or 503 is raised before the block starts."""
+        return Lease(self.get(name, version))

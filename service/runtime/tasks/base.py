@@ -1,0 +1,160 @@
+"""`ServedModel`: one loaded model version, as the repository holds it and the routers call it.
+
+In the spirit of MLServer's `MLModel` and LitServe's decode -> batch -> predict -> unbatch -> encode: a
+subclass per task (image classifier, text classifier, language model) turns a task request into tensors
+(decode), queues them on the model's batcher (batch, predict, unbatch: `engine.batcher`) and turns the
+outputs back into the task's answer (encode). Every model also answers raw V2 tensors (`infer`).
+A task a model does not serve answers 400 naming what the model is; no router branches on the card.
+
+Which class serves a card is `tasks.registry`'s decision. Construction happens in a worker thread during
+the load (files read and checked, session warm); a class raises ModelLoadError for files it cannot use.
+
+Leases: the repository hands a model out only inside a lease (`async with repo.acquire(...)`), and a
+reload or unload drains a model only once its leases are over. A lease covers a request from the lookup
+until its work is queued; what is queued (batcher rows, generating sequences) the engine drains itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from service.runtime.engine.arrivals import Arrivals
+from service.runtime.engine.batcher import DynamicBatcher
+from service.runtime.engine.session import V2_TO_NUMPY, OnnxModel
+from service.runtime.errors import BadInput, shown, task_noun
+from service.settings import Settings
+from zooserve.card import ModelCard
+
+if TYPE_CHECKING:  # only for annotations: generation imports nothing from tasks
+    from service.runtime.generation.request import GenRequest, Generation
+
+Tensors = dict[str, np.ndarray]
+
+
+@dataclass
+class ClassifyRequest:
+    """What `/classify` received, not yet decoded: decoding needs the model's card. Exactly one of the three
+    kinds is given. `where` strings name each item in error messages ("images[2]", "files[0] (a.png)")."""
+
+    images: list[tuple[str, bytes | str]] = field(default_factory=list)  # (where, PNG/JPEG: raw, or base64 text)
+    arrays: list[tuple[str, object]] = field(default_factory=list)  # (where, nested lists of 0-255 pixels)
+    texts: list[str] | None = None
+    field: str = "texts"  # the JSON field the texts came in: "texts", or "text" for a single one
+    top_k: int | None = None
+
+
+class Leases:
+    """How many requests hold a model; `idle()` returns once none does (an event, not polling)."""
+
+    __slots__ = ("count", "_idle")
+
+    def __init__(self):
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def take(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def give_back(self) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
+
+
+class ServedModel:
+    """A model version that serves V2 tensors. Subclasses add a task (`classify`, `score`, `generate`)."""
+
+    def __init__(self, card: ModelCard, session: OnnxModel, *, files: dict[str, bytes], settings: Settings,
+                 arrivals: Arrivals | None = None):
+        """`files`: the card's checked extra files by name (vocabularies, tokenizers), read once at load."""
+        self.card, self.session, self.load_seconds = card, session, 0.0
+        size, delay = settings.batching_for(card.name, card.batching.max_batch_size, card.batching.max_delay_ms)
+        self.batcher = DynamicBatcher(session.run, model=card.name, max_batch_size=size, max_delay_ms=delay,
+                                      max_queue=settings.max_queue, enabled=session.batchable, pad=self.pad_values(),
+                                      arrivals=arrivals)
+        self.leases = Leases()
+
+    def pad_values(self) -> dict[str, int] | None:
+        """Inputs (rows, T) of varying T, with their fill values: the batcher pads them (text models)."""
+        return None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def engines(self) -> tuple:
+        """What runs this model's work (batcher, scheduler), in the order their work should drain."""
+        return (self.batcher,)
+
+    def start(self) -> None:
+        for engine in self.engines():
+            engine.start()
+
+    async def drain_and_stop(self) -> None:
+        """Wait until no request holds the model, then let queued work finish and stop."""
+        await self.leases.idle()
+        for engine in self.engines():
+            await engine.drain_and_stop()
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def version(self) -> int:
+        return self.card.version
+
+    # -- the tasks -----------------------------------------------------------------------------------
+    def wrong_task(self, endpoint: str, serves: str) -> BadInput:
+        return BadInput(f"model {shown(self.name)} is {task_noun(self.card.task)}; {endpoint} serves {serves}")
+
+    async def infer(self, inputs: Tensors, *, timeout_s: float, requested: list[str] | None = None) -> Tensors:
+        """V2 tensors, checked against the card, through the batcher."""
+        self.check_inputs(inputs)
+        if requested is not None:
+            unknown = set(requested) - set(self.session.output_names)
+            if unknown:
+                raise BadInput(f"model {shown(self.name)} has no output(s) {shown(sorted(unknown))}; it has "
+                               f"{shown(self.session.output_names, 400)}")
+        return await self.batcher.submit(inputs, timeout_s=timeout_s)
+
+    async def classify(self, request: ClassifyRequest, *, timeout_s: float) -> list[list[dict]]:
+        """Per image or text, the most likely labels with their probabilities."""
+        raise self.wrong_task("/classify", "image and subword text classifiers")
+
+    async def score(self, text, *, timeout_s: float) -> dict:
+        """The log-probability of each token of `text`, and of the whole."""
+        raise self.wrong_task("/score", "char and word language models")
+
+    def generate(self, request: GenRequest) -> Generation:
+        """Start a generation on the model's scheduler (which may refuse it: Overloaded)."""
+        raise self.wrong_task("generation", "char and word language models")
+
+    def check_inputs(self, inputs: Tensors) -> None:
+        """Names, datatypes and shapes must match the card (-1 = any size); rows must fit one batch."""
+        card, batchable = self.card, self.session.batchable
+        expected = {s.name: s for s in card.inputs}
+        if set(inputs) != set(expected):
+            raise BadInput(f"model {shown(card.name)} takes inputs {shown(sorted(expected), 400)}, got "
+                           f"{shown(sorted(inputs))}")
+        for name, arr in inputs.items():
+            spec = expected[name]
+            if arr.dtype != np.dtype(V2_TO_NUMPY[spec.datatype]):
+                raise BadInput(f"input {shown(name)}: datatype must be {spec.datatype}")
+            if arr.ndim != len(spec.shape) or any(s != -1 and s != d for s, d in zip(spec.shape, arr.shape)):
+                raise BadInput(f"input {shown(name)}: shape must be {spec.shape} (-1 = any), got {list(arr.shape)}")
+            if arr.shape and arr.shape[0] == 0:
+                raise BadInput(f"input {shown(name)}: the batch is empty")
+        rows = {name: arr.shape[0] for name, arr in inputs.items() if arr.ndim}
+        if batchable and len(set(rows.values())) > 1:
+            raise BadInput(f"inputs disagree on the batch size (their first axis): {rows}")
+        rows = next(iter(inputs.values())).shape[0]
+        limit = self.batcher.max_batch_size
+        if batchable and rows > limit:
+            raise BadInput(f"batch of {rows} rows exceeds this model's max_batch_size {limit}")

@@ -1,0 +1,66 @@
+"""Images as the image classifiers read them: PNG/JPEG (raw or base64) or pixel lists in, (C, H, W) float32
+out, resized and normalised as the card's preprocess says (as training did)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from service.runtime.errors import BadInput
+from zooserve.card import ImagePreprocess
+
+MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
+
+
+def decode_image(blob: bytes, where: str) -> Image.Image:
+    try:
+        img = Image.open(io.BytesIO(blob))
+        if img.width * img.height > MAX_PIXELS:
+            raise BadInput(f"{where}: {img.width}x{img.height} image is larger than {MAX_PIXELS} pixels")
+        img.load()
+        return img
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise BadInput(f"{where}: not a decodable PNG or JPEG image ({exc})") from None
+
+
+def decode_base64(text: str, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise BadInput(f"{where} must be a base64 string")
+    if text.startswith("data:"):  # accept data URLs as browsers produce them
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"{where} is not valid base64") from None
+
+
+def image_to_array(img: Image.Image, pre: ImagePreprocess) -> np.ndarray:
+    """Any PIL image -> (C, H, W) float32, resized and normalised as the model was trained."""
+    img = img.convert("L" if pre.channels == 1 else "RGB").resize((pre.width, pre.height), Image.BILINEAR)
+    x = np.asarray(img, dtype=np.float32) * pre.scale
+    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)  # (C, H, W)
+    return normalise(x, pre)
+
+
+def normalise(x: np.ndarray, pre: ImagePreprocess) -> np.ndarray:
+    mean = np.asarray(pre.mean, np.float32)[:, None, None]
+    std = np.asarray(pre.std, np.float32)[:, None, None]
+    return ((x - mean) / std).astype(np.float32)
+
+
+def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
+    """A nested list of raw pixel values (H, W) or (C, H, W) in 0-255 -> (C, H, W) normalised."""
+    try:
+        x = np.asarray(raw, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise BadInput(f"{where} must be a nested list of numbers") from None
+    if x.ndim == 2 and pre.channels == 1:
+        x = x[None]
+    if x.shape != (pre.channels, pre.height, pre.width):
+        raise BadInput(f"{where}: shape must be [{pre.height}, {pre.width}] or "
+                       f"[{pre.channels}, {pre.height}, {pre.width}], got {list(x.shape)}")
+    return normalise(x * pre.scale, pre)
