@@ -48,8 +48,6 @@ class PayloadTooLarge(ServiceError):
 
 _JSON_TYPES = ((type(None), "null"), (bool, "a boolean"), ((int, float), "a number"), (str, "a string"),
                ((list, tuple), "an array"), (dict, "an object"))
-TASK_NOUNS = {"image-classification": "an image classifier", "text-classification": "a text classifier",
-              "language-model": "a language model"}
 
 
 def shown(value, limit: int = 60) -> str:
@@ -64,8 +62,3 @@ def shown(value, limit: int = 60) -> str:
 def json_type(value) -> str:
     """The JSON type of a parsed value, with its article: "null", "a string", "an object", ..."""
     return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
-
-
-def task_noun(task: str) -> str:
-    """"an image classifier" for "image-classification", and so on."""
-    return TASK_NOUNS.get(task, f"a {task} model")

@@ -25,7 +25,7 @@ import numpy as np
 from service.runtime.engine.arrivals import Arrivals
 from service.runtime.engine.batcher import DynamicBatcher
 from service.runtime.engine.session import V2_TO_NUMPY, OnnxModel
-from service.runtime.errors import BadInput, shown, task_noun
+from service.runtime.errors import BadInput, shown
 from service.settings import Settings
 from zooserve.card import ModelCard
 
@@ -73,6 +73,8 @@ class Leases:
 class ServedModel:
     """A model version that serves V2 tensors. Subclasses add a task (`classify`, `score`, `generate`)."""
 
+    noun = "a model"  # what it is, in messages: "an image classifier"
+
     def __init__(self, card: ModelCard, session: OnnxModel, *, files: dict[str, bytes], settings: Settings,
                  arrivals: Arrivals | None = None):
         """`files`: the card's checked extra files by name (vocabularies, tokenizers), read once at load."""
@@ -112,7 +114,7 @@ class ServedModel:
 
     # -- the tasks -----------------------------------------------------------------------------------
     def wrong_task(self, endpoint: str, serves: str) -> BadInput:
-        return BadInput(f"model {shown(self.name)} is {task_noun(self.card.task)}; {endpoint} serves {serves}")
+        return BadInput(f"model {shown(self.name)} is {self.noun}; {endpoint} serves {serves}")
 
     async def infer(self, inputs: Tensors, *, timeout_s: float, requested: list[str] | None = None) -> Tensors:
         """V2 tensors, checked against the card, through the batcher."""

@@ -40,6 +40,8 @@ class Classifier(ServedModel):
 
 
 class ImageClassifier(Classifier):
+    noun = "an image classifier"
+
     async def classify(self, request: ClassifyRequest, *, timeout_s: float) -> list[list[dict]]:
         """Encoded images or pixel lists -> batch (N, C, H, W), preprocessed as the card says -> top-k."""
         if request.texts is not None:
@@ -94,6 +96,8 @@ def subword_tokenizer(card, files: dict[str, bytes]) -> SubwordTokenizer:
 
 
 class TextClassifier(Classifier):
+    noun = "a text classifier"
+
     def __init__(self, card, session, *, files, settings, arrivals=None):
         self.tokenizer = subword_tokenizer(card, files)  # first: the batcher pads with its values
         super().__init__(card, session, files=files, settings=settings, arrivals=arrivals)

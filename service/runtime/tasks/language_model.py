@@ -46,6 +46,7 @@ def card_vocab(card, files: dict[str, bytes]) -> Vocab:
 class LanguageModel(ServedModel):
     """A char or word language model: a vocabulary, a step interface (generation.stepping) and a scheduler."""
 
+    noun = "a language model"
     stepper_class: ClassVar[type[RecurrentStep] | type[NgramStep]]
 
     def __init__(self, card, session, *, files, settings, arrivals=None):
