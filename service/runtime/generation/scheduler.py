@@ -3,7 +3,7 @@
 One worker thread per model (onnxruntime and numpy never run on the event loop) loops:
 
 1. admit queued sequences while fewer than `max_active` are active, and prefill their prompts
-   (`stepper.start`: prompts of equal length in one graph call; rows are independent, see lm_step);
+   (`stepper.start`: prompts of equal length in one graph call; rows are independent, see stepping);
 2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
 3. one step for all active sequences: gather their states, run the graph once on (B, ...), sample every row
    with that row's own parameters and seeded generator (`sampling.step`), and scatter the states back;
