@@ -56,12 +56,12 @@ COPY --chown=10001:10001 models /srv/models
 WORKDIR /srv
 USER 10001:10001
 EXPOSE 8000
-# Slim images have no curl: zooserve-healthcheck (service/healthcheck.py) asks /v2/health/ready.
+# Slim images have no curl: `zooserve healthcheck` (service/healthcheck.py) asks /v2/health/ready.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["zooserve-healthcheck"]
-# zooserve-serve runs uvicorn with ZOOSERVE_WORKERS workers; with several it puts PROMETHEUS_MULTIPROC_DIR
+    CMD ["zooserve", "healthcheck"]
+# `zooserve serve` runs uvicorn with ZOOSERVE_WORKERS workers; with several it puts PROMETHEUS_MULTIPROC_DIR
 # in a fresh directory under /tmp (a tmpfs or emptyDir when the root filesystem is read-only).
-CMD ["zooserve-serve"]
+CMD ["zooserve", "serve"]
 
 # --- serve-gpu: the same service on CUDA 12 + cuDNN 9, with onnxruntime-gpu ------------------------------
 FROM ${CUDA_IMAGE} AS serve-gpu
@@ -100,8 +100,8 @@ WORKDIR /srv
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["zooserve-healthcheck"]
-CMD ["zooserve-serve"]
+    CMD ["zooserve", "healthcheck"]
+CMD ["zooserve", "serve"]
 
 # --- train: offline training jobs (torch CPU build), writing into the models volume ---------------------
 FROM ${PYTHON_IMAGE} AS train
@@ -125,4 +125,4 @@ WORKDIR /work
 USER 10001:10001
 # Checkpoints go to /work/runs, Fashion-MNIST to /work/.cache/zooserve unless --data or ZOOSERVE_DATA says
 # where it is; the models volume is mounted on /srv/models.
-CMD ["zooserve-train", "--recipe", "fashion-lenet", "--out", "/srv/models", "--runs", "/work/runs", "--no-progress"]
+CMD ["zooserve", "train", "fashion-lenet", "--out", "/srv/models", "--runs", "/work/runs", "--no-progress"]

@@ -30,7 +30,7 @@ test: $(VENV)/.installed
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 serve: $(SERVE_VENV)/.installed
-	$(SERVE_VENV)/bin/zooserve-serve
+	$(SERVE_VENV)/bin/zooserve serve
 
 clean:
 	rm -rf $(VENV) $(SERVE_VENV) build *.egg-info

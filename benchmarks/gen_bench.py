@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from zooserve import cpu  # noqa: E402  (after the path fix above)
+from benchmarks import record  # noqa: E402  (after the path fix above)
+from zooserve import cpu  # noqa: E402
 from tests.service.serve_fixture import running_server  # noqa: E402
 
 TARGETS = {"streams32_vs_raw32": 0.6, "latency1_vs_raw1": 1.3}  # >= and <= respectively
@@ -98,7 +99,31 @@ async def stream_once(base: str, model: str, streams: int, tokens: int) -> tuple
     return wall, sum(n for _, _, n in done), tpot
 
 
+def report(args: argparse.Namespace, models: list[str], levels: list[int], rows: list[str], results: dict,
+           loads: tuple[float, float]) -> str:
+    """The Markdown report: the run's settings and machine, the table, and the targets' ratios."""
+    lines = [f"gen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime threads "
+             f"{args.threads}, {os.cpu_count()} CPUs: {cpu.describe()}, load average {loads[0]:.2f} at start and "
+             f"{loads[1]:.2f} at the end\n",
+             "| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
+             "zooserve us/token/stream | ratio |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|", *rows]
+    top = max(levels)
+    for m in models:
+        if (m, 1) in results and (m, top) in results:
+            r1, rt = results[(m, 1)], results[(m, top)]
+            lines.append(f"\n{m}: {top} streams reach {rt['tps'] / rt['raw_tps']:.2f}x raw B={top} stepping "
+                         f"(target >= {TARGETS['streams32_vs_raw32']}); a single stream's per-token latency is "
+                         f"{r1['per_token'] / r1['raw_step']:.2f}x a raw B=1 step (target <= {TARGETS['latency1_vs_raw1']})")
+    if len(models) > 1 and all((mm, c) in results for mm in models[:2] for c in levels):
+        a, b = models[:2]
+        speedups = ", ".join(f"{c} streams {results[(b, c)]['tps'] / results[(a, c)]['tps']:.2f}x" for c in levels)
+        lines.append(f"\n{b} vs {a} through zooserve (tokens/s): {speedups}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
     p.add_argument("--model", action="append", help="language models to run (default island-lstm, island-lstm-int8)")
@@ -107,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra/inter-op threads, raw and server alike")
     p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
+    record.add_arguments(p)
     args = p.parse_args(argv)
     models = args.model or ["island-lstm", "island-lstm-int8"]
     levels = [int(x) for x in args.streams.split(",")]
@@ -137,24 +163,9 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{raw_step * 1e6:,.0f} | {per_token * 1e6:,.0f} | {per_token / raw_step:.2f} |")
                     print(rows[-1], file=sys.stderr, flush=True)
 
-    print(f"\ngen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime threads "
-          f"{args.threads}, {os.cpu_count()} CPUs: {cpu.describe()}, load average {load0:.2f} at start and "
-          f"{os.getloadavg()[0]:.2f} at the end\n")
-    print("| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
-          "zooserve us/token/stream | ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    print("\n".join(rows))
-    top = max(levels)
-    for m in models:
-        if (m, 1) in results and (m, top) in results:
-            r1, rt = results[(m, 1)], results[(m, top)]
-            print(f"\n{m}: {top} streams reach {rt['tps'] / rt['raw_tps']:.2f}x raw B={top} stepping "
-                  f"(target >= {TARGETS['streams32_vs_raw32']}); a single stream's per-token latency is "
-                  f"{r1['per_token'] / r1['raw_step']:.2f}x a raw B=1 step (target <= {TARGETS['latency1_vs_raw1']})")
-    if len(models) > 1 and all((mm, c) in results for mm in models[:2] for c in levels):
-        a, b = models[:2]
-        speedups = ", ".join(f"{c} streams {results[(b, c)]['tps'] / results[(a, c)]['tps']:.2f}x" for c in levels)
-        print(f"\n{b} vs {a} through zooserve (tokens/s): {speedups}")
+    text = report(args, models, levels, rows, results, (load0, os.getloadavg()[0]))
+    print(f"\n{text}")
+    record.save_run(args, text, script=__file__, argv=argv, models=models)
     return 0
 
 

@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from zooserve import cpu  # noqa: E402  (after the path is set)
+from benchmarks import record  # noqa: E402  (after the path is set)
+from zooserve import cpu  # noqa: E402
 
 HOST = "127.0.0.1"  # the only address this script ever binds or connects to
 DEFAULT_MODELS = ["fashion-lenet", "fashion-resnet"]
@@ -558,6 +559,7 @@ def parse_args(argv):
                    help="development only: build untrained --dry-run models (fake data, needs torch) into DIR "
                         "unless they are there, and benchmark that repository instead of --models")
     p.add_argument("--json", type=Path, help="also write every measurement as JSON here")
+    record.add_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="tiny counts: checks that everything runs, in seconds")
     p.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)  # internal: the bare endpoint
     p.add_argument("--bare-framework", choices=["asgi", "fastapi"], default="asgi", help=argparse.SUPPRESS)
@@ -589,6 +591,7 @@ def build_fake_repository(folder: Path, models: list[str]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args, plan = parse_args(argv)
     if args.serve_bare:
         return serve_bare(args.serve_bare, args.bare_framework)
@@ -756,7 +759,9 @@ def main(argv: list[str] | None = None) -> int:
 
     info["loadavg_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     extra["wall_s"] = time.perf_counter() - t_begin
-    report(info, rows, extra, skipped)
+    text = report(info, rows, extra, skipped)
+    print(text)
+    record.save_run(args, text, script=__file__, argv=argv, models=models)
     if args.json:
         args.json.write_text(json.dumps({"machine": info, **extra, "rows": [
             {**{k: v for k, v in asdict(r).items() if k != "latencies_ms"}, "rps": r.rps, "p50_ms": r.pct(50),
@@ -780,8 +785,10 @@ def _f(v, fmt: str) -> str:
     return "-" if v is None else format(v, fmt)
 
 
-def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> None:
-    p = print
+def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> str:
+    """The Markdown report: machine, plan, the results table, the targets and the idle latencies."""
+    lines: list[str] = []
+    p = lines.append
     p(f"# zooserve serving benchmark ({extra['mode']} run)\n")
     v = info["versions"]
     p(f"- machine: {info['cpu']} ({info['isa']}), {info['logical_cpus']} logical CPUs ({info['usable_cpus']} usable), {info['os']}")
@@ -835,6 +842,7 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> None
     for m, d in extra.get("idle", {}).items():
         p(f"| {m} | {d['ort_batch1_ms']:.3f} | {d['zooserve_json_ms']:.3f} | {d['zooserve_binary_ms']:.3f} | "
           f"{_f(bi.get('json'), '.3f')} | {_f(bi.get('binary'), '.3f')} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

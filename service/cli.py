@@ -1,4 +1,5 @@
-"""`zooserve-serve`: run the service with uvicorn, configured by `ZOOSERVE_*` variables or flags."""
+"""`zooserve serve` (also `zooserve-serve`): run the service with uvicorn, configured by `ZOOSERVE_*` variables
+or flags; and `zooserve check-repository`: load every model as the server would, print each one's state."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import uvicorn
 
 from service.runtime.repository import ModelRepository, ModelState
 from service.settings import Settings
+
+CHECK_HELP = ("Load every model as the server would, print each one's state, and exit (1 if any failed or none "
+              "was found).")
 
 
 async def check_repository(settings: Settings) -> int:
@@ -27,14 +31,26 @@ async def check_repository(settings: Settings) -> int:
     return 0 if entries and all(e.state == ModelState.READY for e in entries) else 1
 
 
+def add_repository_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repository", help="model repository (ZOOSERVE_REPOSITORY, default models/)")
+
+
+def check_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=CHECK_HELP)
+    add_repository_argument(p)
+    args = p.parse_args(argv)
+    # No worker processes here: the flag goes straight to Settings, over the environment.
+    overrides = {"repository": args.repository} if args.repository is not None else {}
+    return asyncio.run(check_repository(Settings(**overrides)))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Serve the ONNX models of a zooserve model repository.")
-    p.add_argument("--repository", help="model repository (ZOOSERVE_REPOSITORY, default models/)")
+    add_repository_argument(p)
     p.add_argument("--host", help="interface (ZOOSERVE_HOST, default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (ZOOSERVE_PORT, default 8000)")
     p.add_argument("--workers", type=int, help="worker processes (ZOOSERVE_WORKERS, default 1)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="load every model as the server would, print each one's state, and exit (1 if any failed)")
+    p.add_argument("--dry-run", action="store_true", help=f"{CHECK_HELP} The same as `zooserve check-repository`.")
     args = p.parse_args(argv)
     # Flags win over the environment; pass them on through it so every worker process sees them.
     for key in ("repository", "host", "port", "workers"):

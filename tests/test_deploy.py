@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shlex
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,6 +20,7 @@ import pytest
 yaml = pytest.importorskip("yaml")
 
 from service.settings import Settings  # noqa: E402
+from zooserve.cli import COMMANDS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -83,7 +86,8 @@ def test_serving_stages_install_no_torch_and_run_as_non_root(stage):
     assert "[train]" not in text
     users = re.findall(r"^USER\s+(\S+)", stages[stage], re.MULTILINE)
     assert users and users[-1].split(":")[0] not in ("root", "0")
-    assert re.search(r'HEALTHCHECK[^\n]*\n?[^\n]*CMD \["zooserve-healthcheck"\]', stages[stage])
+    assert re.search(r'HEALTHCHECK[^\n]*\n?[^\n]*CMD \["zooserve", "healthcheck"\]', stages[stage])
+    assert 'CMD ["zooserve", "serve"]' in stages[stage]
     assert "ZOOSERVE_HOST=0.0.0.0" in stages[stage]
 
 
@@ -119,7 +123,7 @@ def test_compose_zooserve_is_hardened_and_healthchecked(compose):
     assert svc["read_only"] is True
     assert any(t.startswith("/tmp") for t in svc["tmpfs"])
     assert svc["user"].split(":")[0] not in ("root", "0")
-    assert svc["healthcheck"]["test"] == ["CMD", "zooserve-healthcheck"]
+    assert svc["healthcheck"]["test"] == ["CMD", "zooserve", "healthcheck"]
     assert svc["restart"] in ("unless-stopped", "always", "on-failure")
     assert svc["deploy"]["resources"]["limits"]["memory"]
 
@@ -136,7 +140,7 @@ def test_compose_train_profile_writes_the_shared_models_volume_then_reloads(comp
     assert train["profiles"] == ["train"] and train["build"]["target"] == "train"
     assert "models:/srv/models" in train["volumes"] and "models:/srv/models:ro" in serve["volumes"]
     command = " ".join(train["command"])
-    assert "zooserve-train" in command and "/v2/repository/models/" in command and "/load" in command
+    assert "zooserve train" in command and "/v2/repository/models/" in command and "/load" in command
 
 
 def test_prometheus_scrapes_zooserve_metrics(compose):
@@ -243,6 +247,46 @@ def test_every_zooserve_variable_is_a_settings_field(compose):
     assert not unknown, f"not fields of service.settings.Settings: {sorted(unknown)}"
 
 
+def zooserve_command_lines(compose: dict) -> list[list[str]]:
+    """Every zooserve command line that the Dockerfile, the compose file and the manifests run, as argv."""
+    lines = [json.loads(m) for m in re.findall(r"\bCMD (\[.*\])", (ROOT / "Dockerfile").read_text())]
+    for svc in compose["services"].values():
+        lines.append(svc.get("healthcheck", {}).get("test", [])[1:])  # after "CMD"
+        command = svc.get("command") or []
+        if command[:2] == ["sh", "-c"]:  # a shell script: each `&&` step
+            words = shlex.split(command[2].replace("$$", "$"))
+            starts = [i for i, w in enumerate(words) if w.startswith("zooserve")]
+            lines += [words[i:words.index("&&", i) if "&&" in words[i:] else None] for i in starts]
+
+    def containers(obj):
+        if isinstance(obj, dict):
+            if "command" in obj and "image" in obj:
+                yield obj.get("command", []) + obj.get("args", [])
+            for v in obj.values():
+                yield from containers(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                yield from containers(v)
+
+    lines += [c for f in sorted(K8S.glob("*.yaml")) for d in load_docs(f) for c in containers(d)]
+    return [line for line in lines if line and line[0].startswith("zooserve")]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib is new in Python 3.11")
+def test_deployments_run_commands_that_exist(compose):
+    """The images, compose and the manifests call console scripts that pyproject.toml still declares, and
+    `zooserve` subcommands that the CLI has: a renamed command fails here, not in a cluster."""
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    lines = zooserve_command_lines(compose)
+    assert {"serve", "healthcheck", "train"} <= {line[1] for line in lines if line[0] == "zooserve"}
+    for line in lines:
+        assert line[0] in scripts, line
+        if line[0] == "zooserve":
+            assert line[1] in COMMANDS, line
+
+
 def test_the_healthcheck_command_asks_readiness(monkeypatch):
     from service import healthcheck
 
@@ -265,9 +309,10 @@ def test_the_healthcheck_command_asks_readiness(monkeypatch):
 
     monkeypatch.setattr(urllib.request, "urlopen", fake)
     monkeypatch.setenv("ZOOSERVE_PORT", "8123")
-    assert healthcheck.main() == 0 and asked == ["http://127.0.0.1:8123/v2/health/ready"]
+    assert healthcheck.main([]) == 0 and asked == ["http://127.0.0.1:8123/v2/health/ready"]
     monkeypatch.setenv("ZOOSERVE_PORT", "9999")
-    assert healthcheck.main() == 1
+    assert healthcheck.main([]) == 1
+    assert healthcheck.main(["--port", "8124"]) == 0 and asked[-1] == "http://127.0.0.1:8124/v2/health/ready"
 
 
 def test_tests_run_the_serving_stack_the_image_pins():

@@ -1,4 +1,4 @@
-"""zooserve-report on a real (tiny) model repository built by the training pipeline's own --dry-run."""
+"""zooserve report on a real (tiny) model repository built by the training pipeline's own --dry-run."""
 
 from __future__ import annotations
 

@@ -190,6 +190,16 @@ def test_arch_without_recipe():
     assert optim_cfg.name == "adamw"
 
 
+def test_recipe_as_the_first_word_is_the_flag(capsys):
+    """`zooserve train fashion-resnet` is `zooserve train --recipe fashion-resnet`; two different ones are refused."""
+    assert args("fashion-resnet", "--epochs", "3") == args("--recipe", "fashion-resnet", "--epochs", "3")
+    assert train.parse_args(["fashion-lenet", "--recipe", "fashion-lenet"]).recipe == "fashion-lenet"
+    with pytest.raises(SystemExit) as exit_:
+        train.parse_args(["fashion-lenet", "--recipe", "fashion-resnet"])
+    assert exit_.value.code == 2
+    assert "two recipes: fashion-lenet and --recipe fashion-resnet" in capsys.readouterr().err
+
+
 def test_unknown_recipe_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         train.parse_args(["--recipe", "fashion-alexnet"])

@@ -1,4 +1,4 @@
-"""zooserve-text-report on a tiny text-classifier repository made by train_transformer's own --dry-run."""
+"""zooserve text-report on a tiny text-classifier repository made by train_transformer's own --dry-run."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 
 Each INT8 card records its test figure on the CPU it was made on (`metrics[].measured_on`), the same split
 run on an emulated AVX2-only CPU (`quantization.isa_checks`) and its float source; the table puts them side
-by side with the two files' sizes. `zooserve-quantize --emulate avx2` remakes a card.
+by side with the two files' sizes. `zooserve quantize --emulate avx2` remakes a card.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Language-model results: n-gram orders against the recurrent models, on the same test split.
 
-    zooserve-lm-report                 # Markdown on stdout (the corpus: data/mysterious_island.txt)
-    zooserve-lm-report --readme docs/language-models.md   # also replace the text between the LM markers
+    zooserve lm-report                 # Markdown on stdout (the corpus: data/mysterious_island.txt)
+    zooserve lm-report --readme docs/language-models.md   # also replace the text between the LM markers
 
 The n-gram rows are estimated and scored now (orders 1..8 for chars, 1..5 for words, modified Kneser-Ney,
 plus add-one rows as the simple baseline); their time is the estimation time and their size the ONNX graph

@@ -1,7 +1,7 @@
 """Masked-LM pretraining of the Transformer encoder (the BERT recipe), for `train_transformer --init`.
 
     python -m training.pretrain_mlm --corpus data/mysterious_island.txt --epochs 4
-    zooserve-train-transformer --init runs/tweets-mlm/pretrained --epochs 4
+    zooserve train-transformer --init runs/tweets-mlm/pretrained --epochs 4
 
 A from-scratch encoder sees only ~30k labelled tweets. Pretraining first teaches it English from
 unlabelled text: the training split's tweets (their labels unused) and, with `--corpus`, a book cut into

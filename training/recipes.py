@@ -1,6 +1,6 @@
 """Named recipes: the exact settings that trained each model shipped in `models/`.
 
-`zooserve-train --recipe NAME` reproduces one; any flag on the command line overrides the recipe.
+`zooserve train NAME` reproduces one; any flag on the command line overrides the recipe.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Results table for a model repository: accuracy, size, training time, and inference speed measured now,
 onnxruntime against PyTorch, at batch 1 and batch 32.
 
-    zooserve-report                              # every model under models/, as Markdown on stdout
-    zooserve-report --readme docs/results.md     # also replace the text between the results markers
-    zooserve-report --threads 2 --output results.md
-    zooserve-report --dry-run                    # 3 repeats, at most 2 models: a smoke test
+    zooserve report                              # every model under models/, as Markdown on stdout
+    zooserve report --readme docs/results.md     # also replace the text between the results markers
+    zooserve report --threads 2 --output results.md
+    zooserve report --dry-run                    # 3 repeats, at most 2 models: a smoke test
 
 Only the newest version of each model name is reported: `<runs>/<name>/last.pt` is overwritten by every
 training run, so older versions have no weights to compare against. The PyTorch side is the float model
@@ -197,12 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             splice(args.readme.read_text(), "", args.readme)
         except (OSError, ValueError) as exc:
-            print(f"zooserve-report: error: {exc}", file=sys.stderr)
+            print(f"zooserve report: error: {exc}", file=sys.stderr)
             return 2
-    # Classifiers only: the language models have their own table (zooserve-lm-report).
+    # Classifiers only: the language models have their own table (zooserve lm-report).
     entries = [e for e in latest_cards(args.models) if e[1].task == "image-classification"]
     if not entries:
-        print(f"zooserve-report: error: no model cards under {args.models}", file=sys.stderr)
+        print(f"zooserve report: error: no model cards under {args.models}", file=sys.stderr)
         return 1
     if args.dry_run:
         entries = entries[:2]

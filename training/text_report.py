@@ -2,9 +2,9 @@
 card recorded, size, training time, and inference speed measured now on real test texts, onnxruntime
 against PyTorch, at batch 1 and batch 32.
 
-    zooserve-text-report                                 # text classifiers under models/, Markdown on stdout
-    zooserve-text-report --readme docs/text-classification.md   # also replace the text between the markers
-    zooserve-text-report --dry-run                       # 3 repeats: a smoke test
+    zooserve text-report                                 # text classifiers under models/, Markdown on stdout
+    zooserve text-report --readme docs/text-classification.md   # also replace the text between the markers
+    zooserve text-report --dry-run                       # 3 repeats: a smoke test
 
 Inputs are the first texts of the card's own test split, tokenised with the model's tokenizer.json as the
 service does, so batch 32 pads to the longest of those 32 tweets. The PyTorch side is the encoder rebuilt
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         splice(args.readme.read_text(), "", args.readme, BEGIN, END)  # fail on missing markers before any timing
     entries = [e for e in latest_cards(args.models) if e[1].task == "text-classification"]
     if not entries:
-        print(f"zooserve-text-report: error: no text-classification cards under {args.models}", file=sys.stderr)
+        print(f"zooserve text-report: error: no text-classification cards under {args.models}", file=sys.stderr)
         return 1
     repeats = 3 if args.dry_run else args.repeats
     torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """Train an image classifier from the zoo, export it to ONNX with a parity check, and write its card.
 
-    zooserve-train --recipe fashion-resnet                 # reproduce a shipped model
-    zooserve-train --arch vgg --epochs 5 --name my-vgg     # anything else, from flags
+    zooserve train fashion-resnet                          # reproduce a shipped model (or --recipe NAME)
+    zooserve train --arch vgg --epochs 5 --name my-vgg     # anything else, from flags
     torchrun --nproc_per_node=2 -m training.train --recipe fashion-lenet   # DistributedDataParallel
 
 Outputs: `<out>/<name>/<version>/model.onnx` + `model.json` (the artifact), and under `<runs>/<name>/`
@@ -35,6 +35,8 @@ DRY_RUN_IMAGES = 512
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe_name", nargs="?", choices=sorted(RECIPES), metavar="RECIPE",
+                   help="start from this named recipe: the same as --recipe")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="start from a named recipe")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="architecture (default: the recipe's)")
     p.add_argument("--name", help="model name in the repository (default: the recipe's name, or fashion-ARCH)")
@@ -67,7 +69,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--dry-run", action="store_true",
                    help=f"one epoch of a few batches on {DRY_RUN_IMAGES} images; writes only under <runs>/dry-run/")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.recipe and args.recipe_name and args.recipe != args.recipe_name:
+        p.error(f"two recipes: {args.recipe_name} and --recipe {args.recipe}")
+    args.recipe = args.recipe or args.recipe_name
+    return args
 
 
 def resolve(args: argparse.Namespace) -> tuple[str, Recipe, TrainConfig, OptimConfig]:
@@ -112,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     model = model_cfg.build().to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)  # oneDNN convolutions run faster in NHWC
-    # A dry run never touches the real run's checkpoint, which --resume and zooserve-report rely on.
+    # A dry run never touches the real run's checkpoint, which --resume and `zooserve report` rely on.
     run_dir = args.runs / "dry-run" / name if args.dry_run else args.runs / name
     config = {"arch": recipe.arch, "model_config": dataclasses.asdict(model_cfg),
               "train_config": dataclasses.asdict(train_cfg), "optim_config": dataclasses.asdict(optim_cfg),

@@ -1,7 +1,7 @@
 """Estimate an n-gram language model (interpolated modified Kneser-Ney, or add-k) and export it.
 
-    zooserve-train-ngram --unit char --order 7 --name island-ngram-char
-    zooserve-train-ngram --unit word --order 3 --name island-ngram-word3 --corpus ...
+    zooserve train-ngram --unit char --order 7 --name island-ngram-char
+    zooserve train-ngram --unit word --order 3 --name island-ngram-word3 --corpus ...
 
 Writes `<out>/<name>/<version>/`: `model.onnx` (context (B, N-1) -> log_probs (B, V)), `model.arpa.gz`
 (standard ARPA back-off format, readable by KenLM and SRILM), `vocab.json` and the card `model.json`.

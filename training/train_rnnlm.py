@@ -1,7 +1,7 @@
 """Train a char-level recurrent LM (Elman RNN, LSTM or GRU), export its stepping graph, and write its card.
 
-    zooserve-train-rnn --recipe island-lstm                # the corpus: data/mysterious_island.txt
-    zooserve-train-rnn --cell gru --hidden-size 256 --epochs 3 --name my-gru --corpus my.txt
+    zooserve train-rnn --recipe island-lstm                # the corpus: data/mysterious_island.txt
+    zooserve train-rnn --cell gru --hidden-size 256 --epochs 3 --name my-gru --corpus my.txt
 
 Training reads the training split as one stream, in `--batch-size` parallel rows and windows of `--bptt`
 tokens, carrying the state between windows (truncated BPTT) and clipping the gradient norm. The card's

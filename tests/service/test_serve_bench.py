@@ -1,5 +1,6 @@
 """benchmarks/serve_bench.py --dry-run: every target (raw ORT, both bare endpoints, zooserve over JSON and
-binary) runs and agrees with onnxruntime in-process. Speed is never asserted here: the script prints it."""
+binary) runs and agrees with onnxruntime in-process, and --save writes the printed report. Speed is never
+asserted here: the script prints it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ def test_serve_bench_dry_run_measures_every_target(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "serve_bench.py"), "--dry-run", "--model",
                            "fashion-lenet", "--concurrency", "1,4", "--requests", "20", "--idle-requests", "5",
-                           "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+                           "--json", str(out), "--save", str(tmp_path / "results"), "--description", "smoke test"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out.read_text())["rows"]
     assert {(r["target"], r["encoding"]) for r in rows} >= {
@@ -27,3 +29,6 @@ def test_serve_bench_dry_run_measures_every_target(tmp_path):
     zoo = [r for r in rows if r["target"] == "zooserve"]
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["vs_bare"] and r["ort_batch_rows_s"] for r in zoo)
     assert "| target |" in proc.stdout and "cold start" in proc.stdout
+    (saved,) = (tmp_path / "results").glob("*-serve_bench-smoke-test.md")
+    assert "--description 'smoke test'`" in saved.read_text()
+    assert saved.read_text().endswith(proc.stdout)  # the report as printed
