@@ -8,7 +8,7 @@ What it measures, at each concurrency level (default 1, 16, 64), with a fixed nu
 (and a time cap per level so a slow machine still finishes):
 
   raw-ort    onnxruntime in this process: C threads calling session.run on batch-1 inputs, with the
-             server's own session options (service.runtime.repository.repository.serving_session_options). Also a
+             server's own session options (service.runtime.engine.session.serving_session_options). Also a
              single thread at the mean batch size the server's batcher formed (from /metrics), to compare
              the server's throughput with the compute it actually ran.
   bare       a minimal one-route FastAPI/uvicorn app (this script, in a subprocess) that only parses the

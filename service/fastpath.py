@@ -13,12 +13,14 @@ FastAPI route it stands in for into the scope, as routing would, so the metrics 
 
 from __future__ import annotations
 
+import logging
 import re
 
 from service.errors import error
 from service.routers.infer import LATEST, VERSIONED, handle, router
 from service.runtime.errors import Overloaded, ServiceError
 
+log = logging.getLogger(__name__)
 _PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([0-9]+))?/infer")
 
 
@@ -51,6 +53,9 @@ class InferFastPath:
         except ServiceError as exc:
             retry = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Overloaded) else None
             return await error(exc.status, str(exc), retry)(scope, receive, send)
+        except Exception:  # a bug: answer it here, so the connection stays usable (uvicorn would drop it)
+            log.exception("unhandled error on POST %s", scope["path"])
+            return await error(500, "internal error; see the server log")(scope, receive, send)
         raw = [(b"content-type", media.encode()), (b"content-length", str(len(out)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": 200, "headers": raw})

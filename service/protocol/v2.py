@@ -61,7 +61,22 @@ def _params(raw, where: str) -> dict:
     return raw
 
 
-def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
+def _has_bool(data) -> bool:
+    """Whether nested lists hold a JSON true or false (numpy would read them as 1 and 0)."""
+    return any(x is True or x is False or (isinstance(x, list) and _has_bool(x)) for x in data)
+
+
+def _finite(arr: np.ndarray, where: str, datatype: str) -> np.ndarray:
+    """Float data must be finite: NaN and Inf (or JSON numbers beyond the datatype's range, which become
+    Inf) would run through the model and come back as nulls."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadInput(f"{where}.data holds NaN, Inf or values beyond the {datatype} range; give finite numbers")
+    return arr
+
+
+def _tensor(spec: dict, where: str, binary: memoryview | None, json_bools: bool = True) -> np.ndarray:
+    """One V2 tensor. `json_bools`: whether the JSON may hold true/false at all (a byte search of the body
+    ruled it out in most requests, which saves scanning every value)."""
     if not isinstance(spec, dict):
         raise BadInput(f"{where} must be an object with name, shape, datatype and data")
     shape = _shape(spec.get("shape"), where)
@@ -74,16 +89,21 @@ def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
         if binary.nbytes != expected * dtype.itemsize:
             raise BadInput(f"{where}: binary_data_size {binary.nbytes} does not match shape {shape} of {datatype} "
                            f"({expected * dtype.itemsize} bytes)")
-        return np.frombuffer(binary, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+        arr = np.frombuffer(binary, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False).reshape(shape)
+        return _finite(arr, where, datatype)
     if "data" not in spec:
         raise BadInput(f"{where} has no data")
+    data = spec["data"]
+    if datatype != "BOOL" and json_bools and isinstance(data, list) and _has_bool(data):
+        raise BadInput(f"{where}.data holds JSON booleans; {datatype} takes numbers")
     try:
-        arr = np.asarray(spec["data"], dtype=dtype)
+        with np.errstate(over="ignore"):  # beyond the range becomes Inf, refused below
+            arr = np.asarray(data, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
         raise BadInput(f"{where}.data holds values that are not {datatype}") from None
     if arr.size != expected:
         raise BadInput(f"{where}: data has {arr.size} elements but shape {shape} needs {expected}")
-    return arr.reshape(shape)
+    return _finite(arr.reshape(shape), where, datatype)
 
 
 def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
@@ -95,9 +115,12 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             raise BadInput(f"Inference-Header-Content-Length must be an integer, got {shown(header_length)}") from None
         if not 0 < n <= len(body):
             raise BadInput(f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes")
-        header, tail = load_json(body[:n], "the inference header"), memoryview(body)[n:]
+        text = body[:n]
+        header, tail = load_json(text, "the inference header"), memoryview(body)[n:]
     else:
+        text = body
         header, tail = load_json(body, "the request body"), memoryview(b"")
+    json_bools = b"true" in text or b"false" in text
     if not isinstance(header, dict):
         raise BadInput("the request body must be a JSON object with an \"inputs\" list")
     specs = header.get("inputs")
@@ -117,7 +140,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(size, int) or size < 0 or offset + size > len(tail):
                 raise BadInput(f"{where}.parameters.binary_data_size {shown(size)} runs past the {len(tail)} bytes of binary data")
             chunk, offset = tail[offset:offset + size], offset + size
-        inputs[name] = _tensor(spec, where, chunk)
+        inputs[name] = _tensor(spec, where, chunk, json_bools)
     if offset != len(tail):
         raise BadInput(f"{len(tail) - offset} bytes of binary data follow the inputs unclaimed")
     params = _params(header.get("parameters"), "the request")

@@ -34,6 +34,10 @@ class DeadlineExceeded(ServiceError):
     status = 504
 
 
+class ModelFailed(ServiceError):
+    """onnxruntime failed on this request (run on its own: the other requests of its batch were answered)."""
+
+
 class ModelLoadError(ServiceError):
     """A model's files are missing, corrupt, or disagree with its card."""
 

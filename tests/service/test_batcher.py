@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from service.runtime.engine.batcher import Arrivals, BatchCountError, DynamicBatcher
-from service.runtime.errors import BadInput, DeadlineExceeded, Overloaded, ServiceError
+from service.runtime.errors import BadInput, DeadlineExceeded, ModelFailed, Overloaded, ServiceError
 from tests.service.conftest import gate_model, images, infer_json, run
 
 
@@ -21,8 +21,9 @@ class FakeModel:
     """run(feeds) -> {"y": x * 10 + 1}. Records every batch it sees; can be slowed, gated or made to fail."""
 
     def __init__(self, *, delay: float = 0.0, gated: bool = False, fail: Exception | None = None,
-                 extra_rows: int = 0):
-        self.delay, self.fail, self.extra_rows = delay, fail, extra_rows
+                 extra_rows: int = 0, poison: float | None = None):
+        """`poison`: a batch holding this value anywhere fails, as a token id past the vocabulary would."""
+        self.delay, self.fail, self.extra_rows, self.poison = delay, fail, extra_rows, poison
         self.gate = threading.Event()
         if not gated:
             self.gate.set()
@@ -37,6 +38,8 @@ class FakeModel:
             time.sleep(self.delay)
         if self.fail is not None:
             raise self.fail
+        if self.poison is not None and (feeds["x"] == self.poison).any():
+            raise RuntimeError(f"poisoned batch\n(internals of the failure, over several lines)")
         y = feeds["x"] * 10 + 1
         if self.extra_rows:
             y = np.concatenate([y, y[: self.extra_rows]])
@@ -289,11 +292,9 @@ def test_request_past_its_deadline_is_dropped_before_running():
     assert 777 not in fake.batches[0]["x"]  # the expired request never reached the model
 
 
-def test_exception_in_run_fans_out_to_every_request_in_the_batch():
-    boom = RuntimeError("boom: the model fell over")
-
+def test_a_model_that_fails_fails_each_request_with_a_500_and_the_worker_serves_on():
     async def body():
-        fake = FakeModel(fail=boom)
+        fake = FakeModel(fail=RuntimeError("boom: the model fell over\nat line 3 of something internal"))
         b = make_batcher(fake, max_batch_size=8)
         outcomes = await asyncio.gather(*(b.submit(rows(1, i), timeout_s=5) for i in range(3)),
                                         return_exceptions=True)
@@ -303,9 +304,42 @@ def test_exception_in_run_fans_out_to_every_request_in_the_batch():
         return fake, outcomes, after
 
     fake, outcomes, after = run(body)
-    assert fake.sizes == [3, 1]
-    assert all(o is boom for o in outcomes)
+    assert fake.sizes[0] == 3 and fake.sizes[-1] == 1  # the batch, then its halves, then the next request
+    for o in outcomes:
+        assert isinstance(o, ModelFailed) and o.status == 500
+        assert str(o).endswith("failed on this request: RuntimeError: boom: the model fell over")
     np.testing.assert_array_equal(after["y"], expected(rows(1, 5)))
+
+
+@pytest.mark.parametrize("bad", [[0], [7], [2, 5], [0, 1, 2, 3, 4, 5, 6, 7]])
+def test_only_the_requests_that_make_a_batch_fail_fail(bad):
+    """A batch of 8 with poisoned requests at positions `bad`: every other request gets its own answer."""
+    poison = 666.0
+
+    async def body():
+        fake = FakeModel(gated=True, poison=poison)
+        b = make_batcher(fake, max_batch_size=8)
+        blocker = asyncio.ensure_future(b.submit(rows(1, 1000), timeout_s=5))
+        await fake.wait_started()  # the next 8 queue up while the model is busy, and form one batch
+        inputs = [rows(1, 10 * i) for i in range(8)]
+        for i in bad:
+            inputs[i]["x"][0, 1] = poison
+        pending = [asyncio.ensure_future(b.submit(x, timeout_s=5)) for x in inputs]
+        await asyncio.sleep(0.01)
+        fake.gate.set()
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        await blocker
+        await b.drain_and_stop()
+        return fake, inputs, outcomes
+
+    fake, inputs, outcomes = run(body)
+    assert fake.sizes[1] == 8  # they did share a batch
+    for i, (x, o) in enumerate(zip(inputs, outcomes)):
+        if i in bad:
+            assert isinstance(o, ModelFailed), (i, o)
+        else:
+            np.testing.assert_array_equal(o["y"], expected(x))
+    assert len(fake.batches) <= 2 + 2 * len(bad) * 3  # halving: about 2k log2(8) extra runs at most
 
 
 def test_wrong_number_of_output_rows_fails_every_request_with_batch_count_error():

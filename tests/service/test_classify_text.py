@@ -309,3 +309,37 @@ def test_v2_infer_pads_text_requests_of_different_lengths_into_one_batch(tmp_pat
     for a, t in zip(alone, together):
         np.testing.assert_allclose(a["outputs"][0]["data"], t["outputs"][0]["data"], rtol=1e-5)
     assert bad.status_code == 400 and "length" in bad.json()["error"], bad.text
+
+
+def _v2_ids(ids: list[int]) -> dict:
+    return {"inputs": [{"name": n, "shape": [1, len(ids)], "datatype": "INT64", "data": d}
+                       for n, d in (("input_ids", ids), ("attention_mask", [1] * len(ids)))]}
+
+
+def test_a_token_id_past_the_vocabulary_is_a_400_and_its_batch_mates_are_answered(tmp_path, tokenizer_blob, serve):
+    """One poisoned request in every ten, sent together with good ones to the same model: each poisoned one
+    gets a 400 naming the field and the range, every good one a 200 (they used to fail with their batch)."""
+    vocab = text_tokenizer.Tokenizer.from_str(tokenizer_blob[0].decode()).get_vocab_size()
+    bad_docs = [_v2_ids([5, 99_999_999]), _v2_ids([5, -1]), _v2_ids([5] * (MAX_LENGTH + 1)),
+                {"inputs": [{**_v2_ids([5])["inputs"][0]},
+                            {"name": "attention_mask", "shape": [1, 1], "datatype": "INT64", "data": [7]}]}]
+
+    async def body(client, app):
+        gate, _ = gate_model(app.state.repository.get("txt"))
+        docs = [bad_docs[i // 10 % len(bad_docs)] if i % 10 == 3 else _v2_ids([5, 6, 7][: 1 + i % 3])
+                for i in range(60)]
+        tasks = [asyncio.create_task(client.post("/v2/models/txt/infer", json=d)) for d in docs]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return docs, await asyncio.gather(*tasks)
+
+    docs, answers = serve(write_text_model(tmp_path, tokenizer_blob), body)
+    for i, (doc, r) in enumerate(zip(docs, answers)):
+        if i % 10 == 3:
+            assert r.status_code == 400, r.text
+            message = r.json()["error"]
+            assert ("from 0 to" in message and ("input_ids" in message or "attention_mask" in message)) or \
+                f"at most {MAX_LENGTH} tokens" in message, message
+        else:
+            assert r.status_code == 200, r.text
+    assert f"from 0 to {vocab - 1}, got 99999999" in answers[3].json()["error"]

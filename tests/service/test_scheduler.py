@@ -227,3 +227,28 @@ def test_a_rows_logits_do_not_depend_on_the_batch(model):
     reused, _ = stepper.step(last, nxt)
     gathered, _ = stepper.step(copy.deepcopy(last), nxt)
     np.testing.assert_array_equal(reused, gathered)
+
+
+def test_the_active_sequences_gauge_counts_sequences_as_they_join():
+    """It used to be set only when a sequence left: 0 while 8 streams generated."""
+    from prometheus_client import REGISTRY
+
+    def gauge(name: str) -> float:
+        return REGISTRY.get_sample_value("zooserve_generation_active_sequences", {"model": name})
+
+    async def body():
+        step, sched = gated_scheduler("fake-gauge", max_active=8, max_waiting=8)
+        with together():
+            seqs = [sched.submit(seq(i, 3)) for i in range(5)]
+        while step.entered < 1:  # admitted and the first step under way
+            await asyncio.sleep(0.001)
+        during = gauge("fake-gauge")
+        for _ in range(3):
+            step.gate.release()
+        for s in seqs:
+            await text_of(sched, s)
+        after = gauge("fake-gauge")
+        await sched.drain_and_stop()
+        return during, after
+
+    assert run(body) == (5, 0)

@@ -37,7 +37,8 @@ import numpy as np
 
 from service import metrics
 from service.runtime.engine.arrivals import Arrivals, arrived
-from service.runtime.errors import BadInput, DeadlineExceeded, ModelNotReady, Overloaded, ServiceError, shown
+from service.runtime.errors import (BadInput, DeadlineExceeded, ModelFailed, ModelNotReady, Overloaded, ServiceError,
+                                    shown)
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,9 @@ class DynamicBatcher:
         return feeds
 
     async def _run(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        """Run a batch and hand each request its rows. When the run fails, only the requests that cause it
+        fail: the batch is run again in halves, down to single requests (k bad requests among n cost about
+        2k log2(n) more runs), so one bad request never fails its batch mates."""
         counts = [p.rows for p in batch]
         total = sum(counts)
         feeds = self._feeds(batch, total)
@@ -287,22 +291,29 @@ class DynamicBatcher:
         t0 = time.perf_counter()
         try:
             outputs = await loop.run_in_executor(self._executor, self.run_fn, feeds)
-            if not self.enabled:  # one request, whole outputs
-                if not batch[0].future.done():
-                    batch[0].future.set_result(outputs)
+            if self.enabled:
+                bad = {k: len(v) for k, v in outputs.items() if len(v) != total}
+                if bad:
+                    raise BatchCountError(f"model {shown(self.model)} returned {bad} rows for a batch of {total}")
+        except Exception as exc:
+            if len(batch) == 1 or isinstance(exc, BatchCountError):  # the latter is the model's own fault
+                log.error("model %s failed on %d request(s) of %d rows: %s: %s", self.model, len(batch), total,
+                          type(exc).__name__, exc)
+                failure = exc if isinstance(exc, ServiceError) else \
+                    ModelFailed(f"model {shown(self.model)} failed on this request: {_first_line(exc)}")
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(failure)
                 return
-            bad = {k: len(v) for k, v in outputs.items() if len(v) != total}
-            if bad:
-                raise BatchCountError(f"model {shown(self.model)} returned {bad} rows for a batch of {total}")
-        except Exception as exc:  # fan the failure out to every request in the batch
-            log.exception("batch of %d rows failed on %s", total, self.model)
-            for p in batch:
-                if not p.future.done():
-                    p.future.set_exception(exc)
+            log.warning("a batch of %d requests failed on %s (%s); running it again in halves to find the "
+                        "requests that cause it", len(batch), self.model, type(exc).__name__)
+            half = len(batch) // 2
+            await self._run(loop, batch[:half])
+            await self._run(loop, batch[half:])
             return
         finally:
             self._m_seconds.observe(time.perf_counter() - t0)
-        if len(batch) == 1:
+        if len(batch) == 1:  # also every request of a model without batching: the whole outputs are its own
             if not batch[0].future.done():
                 batch[0].future.set_result(outputs)
             return
@@ -311,3 +322,9 @@ class DynamicBatcher:
             if not p.future.done():
                 p.future.set_result({k: v[lo:lo + p.rows] for k, v in outputs.items()})
             lo += p.rows
+
+
+def _first_line(exc: Exception, limit: int = 300) -> str:
+    """onnxruntime's messages run to several lines of internals: the type and the first line say enough."""
+    text = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -196,6 +196,7 @@ class Scheduler:
             seq.state, seq.pending = state, pending
         self._active = self._active + new  # a new list whenever the rows change (see _Rows)
         self._prefilling = 0
+        self._m_active.set(len(self._active))
 
     def _step(self) -> None:
         act = self._active
@@ -217,6 +218,7 @@ class Scheduler:
             error = GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}")
             self._deliver([(s, Event(None, "", "error", error)) for s in act])
             self._active = []
+            self._m_active.set(0)
             return
         self.steps += 1
         self._m_batch.observe(len(act))

@@ -138,6 +138,28 @@ class ServedModel:
         """Start a generation on the model's scheduler (which may refuse it: Overloaded)."""
         raise self.wrong_task("generation", "char and word language models")
 
+    def index_bounds(self) -> dict[str, tuple[int, int]]:
+        """Integer inputs that index something (token ids into an embedding): name -> (lowest, highest)
+        allowed. A value outside makes onnxruntime fail (or read past a table), so it is refused up front."""
+        return {}
+
+    def max_length(self) -> int | None:
+        """The longest sequence (axis 1 of the index inputs) the model takes, if it has a limit."""
+        return None
+
+    def check_values(self, inputs: Tensors) -> None:
+        limit = self.max_length()
+        for name, (lo, hi) in self.index_bounds().items():
+            arr = inputs.get(name)
+            if arr is None or not arr.size:
+                continue
+            if limit is not None and arr.ndim >= 2 and arr.shape[1] > limit:
+                raise BadInput(f"input {shown(name)}: at most {limit} tokens per row (axis 1), got {arr.shape[1]}")
+            low, high = int(arr.min()), int(arr.max())
+            if low < lo or high > hi:
+                raise BadInput(f"input {shown(name)}: values must be from {lo} to {hi}, got "
+                               f"{low if low < lo else high}")
+
     def check_inputs(self, inputs: Tensors) -> None:
         """Names, datatypes and shapes must match the card (-1 = any size); rows must fit one batch."""
         card, batchable = self.card, self.session.batchable
@@ -153,6 +175,7 @@ class ServedModel:
                 raise BadInput(f"input {shown(name)}: shape must be {spec.shape} (-1 = any), got {list(arr.shape)}")
             if arr.shape and arr.shape[0] == 0:
                 raise BadInput(f"input {shown(name)}: the batch is empty")
+        self.check_values(inputs)
         rows = {name: arr.shape[0] for name, arr in inputs.items() if arr.ndim}
         if batchable and len(set(rows.values())) > 1:
             raise BadInput(f"inputs disagree on the batch size (their first axis): {rows}")

@@ -105,6 +105,12 @@ class TextClassifier(Classifier):
     def pad_values(self) -> dict[str, int]:
         return self.tokenizer.pad_values
 
+    def index_bounds(self) -> dict[str, tuple[int, int]]:
+        return {INPUT_IDS: (0, self.card.preprocess.vocab_size - 1), ATTENTION_MASK: (0, 1)}
+
+    def max_length(self) -> int | None:
+        return self.card.preprocess.max_length  # the position table's size
+
     async def classify(self, request: ClassifyRequest, *, timeout_s: float) -> list[list[dict]]:
         """Checked texts -> per text, the k most likely labels with probabilities.
 

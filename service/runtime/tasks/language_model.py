@@ -56,6 +56,9 @@ class LanguageModel(ServedModel):
         self.scheduler = Scheduler(self.stepper, model=card.name, max_active=settings.generation_max_active,
                                    max_waiting=settings.generation_max_waiting)
 
+    def index_bounds(self) -> dict[str, tuple[int, int]]:
+        return {self.card.inputs[0].name: (0, len(self.vocab) - 1)}  # tokens (B, T) or context (B, N-1)
+
     def engines(self) -> tuple:
         return (self.scheduler, self.batcher)  # generations in flight finish first
 

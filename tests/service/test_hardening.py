@@ -1,0 +1,97 @@
+"""Regressions for the defects a hostile-client review found (issue 15): values a model must not be given
+are refused with a 400 that names them, and a request the model fails on fails alone."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from tests.service.conftest import binary_body, gate_model, images, infer_json
+
+INFER = "/v2/models/lin/infer"
+
+
+def _with_data(data: list) -> dict:
+    return {"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32", "data": data}]}
+
+
+PIXELS = images(1).ravel().tolist()
+NON_FINITE = {
+    "beyond-fp32": (_with_data([1e39] + PIXELS[1:]), "beyond the FP32 range"),
+    "json-infinity": (b'{"inputs": [{"name": "input", "shape": [1], "datatype": "FP32", "data": [1e400]}]}',
+                      "JSON"),
+    "boolean": (_with_data([True] + PIXELS[1:]), "JSON booleans"),
+    "nested-boolean": ({"inputs": [{"name": "input", "shape": [1, 1, 28, 28], "datatype": "FP32",
+                                    "data": [[[PIXELS[:27] + [False]] + [PIXELS[:28]] * 27]]}]}, "JSON booleans"),
+}
+
+
+@pytest.mark.parametrize("case", list(NON_FINITE))
+def test_non_finite_and_boolean_fp32_values_are_a_400(make_repo, serve, case):
+    doc, words = NON_FINITE[case]
+    kw = {"content": doc} if isinstance(doc, bytes) else {"json": doc}
+
+    async def body(client, app):
+        return await client.post(INFER, **kw), await client.post(INFER, json=infer_json(images(1)))
+
+    bad, good = serve(make_repo(("lin", 1)).root, body)
+    assert bad.status_code == 400 and words in bad.json()["error"], bad.text
+    assert good.status_code == 200
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_binary_fp32_is_a_400(make_repo, serve, value):
+    x = images(1)
+    x[0, 0, 3, 4] = value
+    content, n = binary_body([("input", "FP32", x)])
+
+    async def body(client, app):
+        return await client.post(INFER, content=content, headers={"Inference-Header-Content-Length": str(n)})
+
+    resp = serve(make_repo(("lin", 1)).root, body)
+    assert resp.status_code == 400 and "NaN, Inf" in resp.json()["error"]
+
+
+def test_true_in_parameters_does_not_refuse_numbers(make_repo, serve):
+    """The byte search for true/false only decides whether values are scanned, never refuses by itself."""
+    async def body(client, app):
+        return await client.post(INFER, json=infer_json(images(2), parameters={"binary_data_output": False},
+                                                        outputs=[{"name": "logits", "parameters": {"binary_data": False}}],
+                                                        id="true"))
+
+    resp = serve(make_repo(("lin", 1)).root, body)
+    assert resp.status_code == 200, resp.text
+
+
+def test_a_request_the_model_fails_on_gets_a_500_alone_and_its_batch_mates_200(make_repo, serve):
+    """The run fails for any batch holding the marked request (as onnxruntime does on an input it cannot
+    take): that request gets a 500 naming the model, the others of its batch their answers."""
+    marker = 123.0
+
+    async def body(client, app):
+        model = app.state.repository.get("lin")
+        gate, _ = gate_model(model)
+        real = model.batcher.run_fn
+
+        def run(feeds):
+            if (feeds["input"] == marker).any():
+                raise RuntimeError("Non-zero status code returned while running Gather node\n(more lines)")
+            return real(feeds)
+
+        model.batcher.run_fn = run
+        xs = [images(1, seed=i) for i in range(6)]
+        xs[2][0, 0, 0, 0] = marker
+        blocker = asyncio.create_task(client.post(INFER, json=infer_json(images(1))))
+        await asyncio.sleep(0.05)  # in the model, behind the gate: the six below form one batch
+        tasks = [asyncio.create_task(client.post(INFER, json=infer_json(x))) for x in xs]
+        await asyncio.sleep(0.05)
+        gate.set()
+        return await blocker, await asyncio.gather(*tasks)
+
+    blocker, answers = serve(make_repo(("lin", 1)).root, body, max_batch_size=8, max_delay_ms=50)
+    assert blocker.status_code == 200
+    assert [r.status_code for r in answers] == [200, 200, 500, 200, 200, 200]
+    assert answers[2].json()["error"] == ('model "lin" failed on this request: RuntimeError: Non-zero status code '
+                                          'returned while running Gather node')
