@@ -16,7 +16,7 @@ from service import __version__, errors
 from zooserve import cpu
 from service.logs import configure_logging
 from service.fastpath import InferFastPath
-from service.middleware import Announce, ApiKey, BodyLimit, RequestMetrics
+from service.middleware import AdminOnly, Announce, ApiKey, BodyLimit, RequestMetrics
 from service.routers import classify, completions, generate, health, infer, metrics, models, repository, score
 from service.runtime.engine.arrivals import Arrivals
 from service.runtime.repository import ModelRepository
@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
     # request is not waited for).
     app.add_middleware(InferFastPath, state=app.state)
     app.add_middleware(Announce, arrivals=arrivals)
+    app.add_middleware(AdminOnly, admin_key=settings.admin_key if settings.repository_control else None)
     if settings.api_key:
         app.add_middleware(ApiKey, key=settings.api_key)
     if settings.cors_origins:  # outside the key check: preflights carry no key, and a 401 needs CORS headers too

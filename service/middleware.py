@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: body-size limit, API key, per-request metrics, and arrivals for the batchers.
+"""Pure-ASGI middleware: body-size limit, API and admin keys, per-request metrics, and arrivals for the batchers.
 
 Pure ASGI (not BaseHTTPMiddleware) so streamed responses pass through untouched and the hot path
 stays short.
@@ -59,23 +59,51 @@ class _TooLarge(Exception):
     pass
 
 
+def _given_key(scope, header: bytes) -> bytes:
+    """The key a request carries: `Authorization: Bearer KEY`, else the named header."""
+    headers = dict(scope["headers"])
+    auth = headers.get(b"authorization", b"")
+    if auth.lower().startswith(b"bearer "):
+        return auth[7:].strip()
+    return headers.get(header, b"")
+
+
+CONTROL = re.compile(r"/v2/repository/models/[^/]+/(?:load|unload)")  # repository control: the admin's alone
+
+
 class ApiKey:
-    """Requires `Authorization: Bearer KEY` or `X-API-Key: KEY`, compared in constant time."""
+    """Requires `Authorization: Bearer KEY` or `X-API-Key: KEY`, compared in constant time. Repository
+    control is left to `AdminOnly` (its key is the admin key, not this one)."""
 
     def __init__(self, app, key: str):
         self.app, self.key = app, key.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS):
+        if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS) or CONTROL.fullmatch(scope["path"]):
             return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        given = headers.get(b"x-api-key", b"")
-        auth = headers.get(b"authorization", b"")
-        if auth.lower().startswith(b"bearer "):
-            given = auth[7:].strip()
-        if not hmac.compare_digest(given, self.key):
+        if not hmac.compare_digest(_given_key(scope, b"x-api-key"), self.key):
             return await _send_error(scope, send, 401, "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key)",
                                      [(b"www-authenticate", b"Bearer")])
+        return await self.app(scope, receive, send)
+
+
+class AdminOnly:
+    """Load and unload: 403 while repository control is off (the default), else the admin key (Bearer or
+    X-Admin-Key), compared in constant time. The index stays readable by inference clients."""
+
+    def __init__(self, app, admin_key: str | None):
+        self.app, self.key = app, admin_key.encode() if admin_key else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not CONTROL.fullmatch(scope["path"]):
+            return await self.app(scope, receive, send)
+        if self.key is None:
+            return await _send_error(scope, send, 403, "repository control is off: models load at start-up only (an "
+                                     "operator enables load and unload with ZOOSERVE_REPOSITORY_CONTROL=true and "
+                                     "ZOOSERVE_ADMIN_KEY)")
+        if not hmac.compare_digest(_given_key(scope, b"x-admin-key"), self.key):
+            return await _send_error(scope, send, 401, "load and unload need the admin key (send Authorization: Bearer "
+                                     "KEY or X-Admin-Key)", [(b"www-authenticate", b"Bearer")])
         return await self.app(scope, receive, send)
 
 

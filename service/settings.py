@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="a request not started by then is dropped with 504")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     api_key: str | None = Field(None, description="when set, every route but health and metrics needs it (Bearer or X-API-Key)")
+    repository_control: bool = Field(
+        False, description="allow load and unload (POST /v2/repository/models/{m}/load|unload); off (the default, "
+        "as Triton's model-control mode none), they answer 403. Needs admin_key")
+    admin_key: str | None = Field(None, description="the key load and unload need (Bearer or X-Admin-Key), and only "
+                                                     "they; it must differ from api_key")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
     generation_max_tokens: int = Field(512, ge=1, description="largest max_tokens a generate or completions request may ask for")
     generation_max_prompt_chars: int = Field(8000, ge=1, description="longer prompts get 400")
@@ -60,3 +65,12 @@ class Settings(BaseSettings):
         size = o.max_batch_size or self.max_batch_size or card_max_batch
         delay = next(v for v in (o.max_delay_ms, self.max_delay_ms, card_delay_ms) if v is not None)
         return size, delay
+
+    @model_validator(mode="after")
+    def _control_needs_its_own_key(self):
+        if self.repository_control and not self.admin_key:
+            raise ValueError("repository_control needs an admin_key (ZOOSERVE_ADMIN_KEY): anyone who reaches the "
+                             "port could unload every model otherwise")
+        if self.admin_key and self.admin_key == self.api_key:
+            raise ValueError("admin_key must differ from api_key: inference clients must not control the repository")
+        return self

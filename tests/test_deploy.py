@@ -141,6 +141,10 @@ def test_compose_train_profile_writes_the_shared_models_volume_then_reloads(comp
     assert "models:/srv/models" in train["volumes"] and "models:/srv/models:ro" in serve["volumes"]
     command = " ".join(train["command"])
     assert "zooserve train" in command and "/v2/repository/models/" in command and "/load" in command
+    # the load is an admin action: the job sends the admin key the server is given
+    assert "X-Admin-Key" in command and train["environment"]["ADMIN_KEY"] == "${ZOOSERVE_ADMIN_KEY:-}"
+    assert serve["environment"]["ZOOSERVE_ADMIN_KEY"] == "${ZOOSERVE_ADMIN_KEY:-}"
+    assert serve["environment"]["ZOOSERVE_REPOSITORY_CONTROL"] == "${ZOOSERVE_REPOSITORY_CONTROL:-false}"
 
 
 def test_prometheus_scrapes_zooserve_metrics(compose):
@@ -216,8 +220,12 @@ def test_hpa_targets_the_deployment():
 
 def test_deployment_reads_the_configmap():
     (container,) = k8s("Deployment")["spec"]["template"]["spec"]["containers"]
-    refs = [e["configMapRef"]["name"] for e in container["envFrom"]]
+    refs = [e["configMapRef"]["name"] for e in container["envFrom"] if "configMapRef" in e]
     assert k8s("ConfigMap")["metadata"]["name"] in refs
+    # repository control only through an optional Secret (off when it does not exist)
+    (secret,) = [e["secretRef"] for e in container["envFrom"] if "secretRef" in e]
+    assert secret["optional"] is True
+    assert "ZOOSERVE_REPOSITORY_CONTROL" not in k8s("ConfigMap")["data"]
 
 
 def test_training_job_writes_the_models_volume():

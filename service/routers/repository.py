@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from service.deps import Repo
 from service.protocol.v2 import load_json
-from service.runtime.errors import BadInput, shown
+from service.runtime.errors import BadInput, ModelLoadError, shown
 from service.runtime.repository import ModelState
 
 router = APIRouter(prefix="/v2/repository", tags=["repository"])
@@ -36,8 +36,11 @@ async def load(model: str, repo: Repo) -> dict:
     """(Re)load a model's wanted versions from disk; the old session drains before it is released."""
     entries = await repo.load(model)
     failed = [e for e in entries if e.state != ModelState.READY]
-    if failed:
-        raise BadInput(f"failed to load {shown(model)}: " + "; ".join(f"version {e.version}: {e.reason}" for e in failed))
+    if failed:  # the server's own files are at fault, not the request: a server-side status
+        serving = [e.version for e in repo.versions(model) if e.state == ModelState.READY]
+        raise ModelLoadError(f"failed to load {shown(model)}: "
+                             + "; ".join(f"version {e.version}: {e.reason}" for e in failed)
+                             + (f"; serving version(s) {serving} as before" if serving else ""))
     return {"name": model, "versions": {str(e.version): {"state": e.state, "reason": e.reason} for e in entries}}
 
 

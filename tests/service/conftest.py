@@ -245,9 +245,12 @@ def isolated_settings(monkeypatch):
 
 # -- the in-process server -----------------------------------------------------------------------------
 
+ADMIN_KEY = "test-admin-key"  # repository control is on in these tests; the client sends this key
+
+
 def settings_for(root: Path, **overrides) -> Settings:
     values = {"repository": root, "log_level": "error", "intra_op_threads": 1, "inter_op_threads": 1,
-              **overrides}
+              "repository_control": True, "admin_key": ADMIN_KEY, **overrides}
     return Settings(_env_file=None, **values)
 
 
@@ -258,7 +261,8 @@ async def serving(root: Path, *, available_providers: list[str] | None = None, *
     async with app.router.lifespan_context(app):
         # raise_app_exceptions=False: an unhandled server error comes back as the 500 a real client sees.
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30,
+                                     headers={"X-Admin-Key": ADMIN_KEY}) as client:
             yield client, app
 
 

@@ -95,3 +95,50 @@ def test_a_request_the_model_fails_on_gets_a_500_alone_and_its_batch_mates_200(m
     assert [r.status_code for r in answers] == [200, 200, 500, 200, 200, 200]
     assert answers[2].json()["error"] == ('model "lin" failed on this request: RuntimeError: Non-zero status code '
                                           'returned while running Gather node')
+
+
+# -- repository control is the admin's ----------------------------------------------------------------------
+
+def test_a_default_server_refuses_unload_and_keeps_serving(make_repo, serve):
+    async def body(client, app):
+        no_key = await client.post("/v2/repository/models/lin/unload", headers={"X-Admin-Key": ""})
+        index = await client.post("/v2/repository/index")
+        return no_key, index, await client.get("/v2/models/lin/ready"), await client.post(INFER, json=infer_json(images(1)))
+
+    unload, index, ready, infer = serve(make_repo(("lin", 1)).root, body, repository_control=False, admin_key=None)
+    assert unload.status_code == 403 and "ZOOSERVE_REPOSITORY_CONTROL" in unload.json()["error"]
+    assert index.status_code == 200  # the index stays readable
+    assert ready.status_code == 200 and infer.status_code == 200
+
+
+def test_with_control_on_only_the_admin_key_loads_and_unloads(make_repo, serve):
+    async def body(client, app):
+        inference_key = {"Authorization": "Bearer inference-key", "X-Admin-Key": ""}
+        return {
+            "no-key": await client.post("/v2/repository/models/lin/unload", headers={"X-Admin-Key": ""}),
+            "inference-key": await client.post("/v2/repository/models/lin/unload", headers=inference_key),
+            "admin-key-as-inference-key": await client.post(
+                INFER, json=infer_json(images(1)), headers={"Authorization": "Bearer admin-key"}),
+            "index-with-inference-key": await client.post("/v2/repository/index", headers=inference_key),
+            "ready-after": await client.get("/v2/models/lin/ready", headers=inference_key),
+            "admin": await client.post("/v2/repository/models/lin/load", headers={"Authorization": "Bearer admin-key"}),
+        }
+
+    got = serve(make_repo(("lin", 1)).root, body, api_key="inference-key", admin_key="admin-key")
+    assert got["no-key"].status_code == 401 and "admin key" in got["no-key"].json()["error"]
+    assert got["inference-key"].status_code == 401
+    assert got["admin-key-as-inference-key"].status_code == 401
+    assert got["index-with-inference-key"].status_code == 200
+    assert got["ready-after"].status_code == 200
+    assert got["admin"].status_code == 200
+
+
+@pytest.mark.parametrize("values, words", [({"repository_control": True}, "needs an admin_key"),
+                                           ({"admin_key": "same", "api_key": "same"}, "must differ")])
+def test_control_settings_that_would_leave_the_repository_open_are_refused(values, words):
+    from pydantic import ValidationError
+
+    from service.settings import Settings
+
+    with pytest.raises(ValidationError, match=words):
+        Settings(_env_file=None, **values)

@@ -337,7 +337,7 @@ def test_load_reports_a_broken_model_and_a_repaired_one_then_serves(make_repo, s
         return broken, fixed, await _infer(client, "lin", images(1))
 
     broken, fixed, resp = serve(repo.root, body)
-    assert broken.status_code == 400 and "onnxruntime cannot load" in broken.json()["error"]
+    assert broken.status_code == 500 and "onnxruntime cannot load" in broken.json()["error"]
     assert fixed.status_code == 200 and fixed.json()["versions"]["1"]["state"] == "READY"
     assert resp.status_code == 200
 
@@ -351,8 +351,34 @@ def test_a_broken_new_version_does_not_take_down_the_serving_one(make_repo, serv
         return load, await _infer(client, "lin", images(1))
 
     load, resp = serve(repo.root, body)
-    assert load.status_code == 400 and "version 2" in load.json()["error"]
+    assert load.status_code == 500 and "version 2" in load.json()["error"]
+    assert "serving version(s) [1] as before" in load.json()["error"]
     assert resp.status_code == 200 and resp.json()["model_version"] == "1"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete"])
+def test_a_failed_reload_of_the_serving_version_leaves_it_serving(make_repo, serve, damage):
+    """The serving copy stays: its files broke on disk after it loaded, and a reload of the same version
+    fails (it used to take the model down: 503 from then on)."""
+    repo = make_repo(("lin", 1))
+
+    async def body(client, app):
+        onnx_file = repo.path("lin") / "model.onnx"
+        if damage == "truncate":
+            onnx_file.write_bytes(onnx_file.read_bytes()[:100])
+        else:
+            onnx_file.unlink()
+        reload = await client.post("/v2/repository/models/lin/load")
+        answers = [await _infer(client, "lin", images(1, seed=i)) for i in range(5)]
+        return reload, answers, await client.get("/v2/models/lin/ready"), await client.get("/v2/models/lin")
+
+    reload, answers, ready, meta = serve(repo.root, body)
+    assert reload.status_code == 500 and "model.onnx" in reload.json()["error"]
+    assert "serving version(s) [1] as before" in reload.json()["error"]
+    assert str(repo.root) not in reload.text  # names files, never server paths
+    assert [r.status_code for r in answers] == [200] * 5
+    assert ready.status_code == 200
+    assert meta.json()["state"] == "READY" and "the last reload failed" in meta.json()["reason"]
 
 
 def test_polling_picks_up_a_new_version_and_a_new_model(make_repo, serve):

@@ -29,6 +29,8 @@ MODEL = "fashion-lenet"
 INPUT, OUTPUT = "input", "logits"
 ATOL = 1e-5
 TIMEOUT_S = 30.0  # per HTTP call (connect and network)
+ADMIN_KEY = "conformance-admin-key"
+ADMIN = {"X-Admin-Key": ADMIN_KEY}
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -44,7 +46,8 @@ def repository(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(repository, tmp_path_factory):
-    with sf.running_server(repository, workdir=tmp_path_factory.mktemp("server"), ready_timeout=90) as s:
+    control = {"ZOOSERVE_REPOSITORY_CONTROL": "true", "ZOOSERVE_ADMIN_KEY": ADMIN_KEY}  # for load and unload
+    with sf.running_server(repository, workdir=tmp_path_factory.mktemp("server"), env=control, ready_timeout=90) as s:
         yield s
 
 
@@ -143,14 +146,14 @@ def test_repository_index(client):
 def test_unload_then_load(client, reference):
     x = images(1, seed=5)
     try:
-        client.unload_model(MODEL)
+        client.unload_model(MODEL, headers=ADMIN)
         assert not client.is_model_ready(MODEL)
         row = next(r for r in client.get_model_repository_index() if r["name"] == MODEL)
         assert row["state"] == "UNAVAILABLE"
         with pytest.raises(InferenceServerException):
             client.infer(MODEL, [make_input(x, True)])
     finally:
-        client.load_model(MODEL)  # always leave the model loaded for the other tests
+        client.load_model(MODEL, headers=ADMIN)  # always leave the model loaded for the other tests
     assert client.is_model_ready(MODEL)
     assert client.is_server_ready()
     result = client.infer(MODEL, [make_input(x, True)])
@@ -159,7 +162,7 @@ def test_unload_then_load(client, reference):
 
 def test_load_unknown_model_raises(client):
     with pytest.raises(InferenceServerException, match="no-such-model"):
-        client.load_model("no-such-model")
+        client.load_model("no-such-model", headers=ADMIN)
 
 
 # -- inference -------------------------------------------------------------------------------------

@@ -116,24 +116,32 @@ class ModelRepository:
             return results
 
     async def _load_version(self, name: str, version: int) -> Entry:
+        """Load one version. A reload of a serving version swaps the new copy in and drains the old one; if
+        the new copy fails to load, the old one keeps serving and the failure is the returned entry's reason
+        (the table keeps the serving entry, with the failure noted)."""
         key = (name, version)
         old = self._entries.get(key)
-        if not (old and old.served):  # a reload keeps the serving session READY until the new one is in
+        serving = old.served if old and old.state == READY else None
+        if serving is None:
             self._entries[key] = Entry(name, version, LOADING)
         try:
             served = await asyncio.to_thread(self._load_blocking, name, version)
         except ModelLoadError as exc:
-            log.error("model %s/%s is unavailable: %s", name, version, exc)
+            log.error("model %s/%s failed to load: %s", name, version, exc)
+            if serving is not None:
+                note = f"the last reload failed, the copy loaded before serves: {exc}"
+                self._entries[key] = Entry(name, version, READY, note, served=serving)
+                return Entry(name, version, UNAVAILABLE, str(exc))
             self._entries[key] = entry = Entry(name, version, UNAVAILABLE, str(exc))
             metrics.MODEL_READY.labels(name, str(version)).set(0)
-        else:
-            served.start()
-            self._entries[key] = entry = Entry(name, version, READY, served=served)
-            metrics.MODEL_READY.labels(name, str(version)).set(1)
-            metrics.MODEL_LOAD_SECONDS.labels(name, str(version)).set(served.load_seconds)
-            log.info("model %s/%s ready on %s in %.3fs", name, version, served.session.provider, served.load_seconds)
-        if old and old.served and old.served is not entry.served:
-            await old.served.drain_and_stop()  # requests holding the old version finish first
+            return entry
+        served.start()
+        self._entries[key] = entry = Entry(name, version, READY, served=served)
+        metrics.MODEL_READY.labels(name, str(version)).set(1)
+        metrics.MODEL_LOAD_SECONDS.labels(name, str(version)).set(served.load_seconds)
+        log.info("model %s/%s ready on %s in %.3fs", name, version, served.session.provider, served.load_seconds)
+        if serving is not None:
+            await serving.drain_and_stop()  # requests holding the old copy finish first
         return entry
 
     async def _drop(self, name: str, version: int, *, keep_as: str | None = None) -> None:
