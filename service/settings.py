@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     batching: dict[str, BatchingOverride] = Field(default_factory=dict, description="per-model batching overrides")
     max_queue: int = Field(256, ge=1, description="requests waiting per model before new ones get 503")
     request_timeout_s: float = Field(30.0, gt=0, description="a request not started by then is dropped with 504")
+    max_sequence_tokens: int = Field(
+        4096, ge=1, description="longest token sequence a recurrent language model takes in one V2 infer request "
+        "(its buffers and time grow with it; /score reads longer texts in chunks)")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
     api_key: str | None = Field(None, description="when set, every route but health and metrics needs it (Bearer or X-API-Key)")
     repository_control: bool = Field(

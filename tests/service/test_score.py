@@ -53,7 +53,13 @@ def test_ngram_scores_equal_the_arpa_file(score_repo, serve, unit):
         assert "<unk>" in [t["token"] for t in doc["tokens"]]  # "zqx" was never seen
 
 
-def test_recurrent_scores_equal_a_direct_pass(score_repo, serve):
+@pytest.mark.parametrize("chunk", [1024, 7, 1])
+def test_recurrent_scores_equal_a_direct_pass(score_repo, serve, monkeypatch, chunk):
+    """Whatever the chunk a long text is scored in (carrying the state from chunk to chunk), the figures are
+    those of one pass over the whole text."""
+    from service.runtime.tasks import language_model
+
+    monkeypatch.setattr(language_model, "SCORE_CHUNK", chunk)
     (resp,) = score_all(serve, score_repo, [("gru", {"text": TEXT})])
     assert resp.status_code == 200, resp.text
     doc = resp.json()

@@ -55,3 +55,24 @@ def test_language_models_are_ready_and_infer(lm_repo, serve):
     ref = session(lm_repo / "lstm" / "1" / "model.onnx").run(None, feeds)
     np.testing.assert_allclose(np.array(outs["logits"]["data"]).reshape(ref[0].shape), ref[0], rtol=1e-5, atol=1e-6)
     assert refused.status_code == 400 and "a language model" in refused.json()["error"]
+
+
+def test_a_recurrent_model_refuses_a_sequence_beyond_the_setting_and_a_token_past_its_vocabulary(lm_repo, serve):
+    """A V2 infer of tokens [1, 1000000] made onnxruntime ask for 8 GB; now the length and the ids are
+    checked before anything is queued."""
+    vocab = len(Vocab.load(lm_repo / "lstm" / "1" / "vocab.json"))
+
+    def doc(tokens: np.ndarray) -> dict:
+        state = np.zeros((2, 1, 8), np.float32)
+        return {"inputs": [{"name": "tokens", "datatype": "INT64", "shape": list(tokens.shape), "data": tokens.ravel().tolist()},
+                           *({"name": n, "datatype": "FP32", "shape": [2, 1, 8], "data": state.ravel().tolist()}
+                             for n in ("h0", "c0"))]}
+
+    async def body(client, app):
+        return [await client.post("/v2/models/lstm/infer", json=doc(t)) for t in
+                (np.ones((1, 65), np.int64), np.array([[1, vocab]]), np.ones((1, 64), np.int64))]
+
+    long, past, ok = serve(lm_repo, body, max_sequence_tokens=64)
+    assert long.status_code == 400 and "at most 64 tokens" in long.json()["error"], long.text
+    assert past.status_code == 400 and f"from 0 to {vocab - 1}, got {vocab}" in past.json()["error"], past.text
+    assert ok.status_code == 200, ok.text

@@ -78,7 +78,7 @@ class ServedModel:
     def __init__(self, card: ModelCard, session: OnnxModel, *, files: dict[str, bytes], settings: Settings,
                  arrivals: Arrivals | None = None):
         """`files`: the card's checked extra files by name (vocabularies, tokenizers), read once at load."""
-        self.card, self.session, self.load_seconds = card, session, 0.0
+        self.card, self.session, self.settings, self.load_seconds = card, session, settings, 0.0
         size, delay = settings.batching_for(card.name, card.batching.max_batch_size, card.batching.max_delay_ms)
         self.batcher = DynamicBatcher(session.run, model=card.name, max_batch_size=size, max_delay_ms=delay,
                                       max_queue=settings.max_queue, enabled=session.batchable, pad=self.pad_values(),

@@ -3,6 +3,8 @@ cards say; both answer the k most likely labels with their probabilities."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
 from service.runtime.errors import BadInput, ModelLoadError, json_type, shown
@@ -48,14 +50,20 @@ class ImageClassifier(Classifier):
             raise BadInput(f"model {shown(self.name)} is an image classifier: send \"images\" (base64 PNG/JPEG), "
                            f"\"arrays\" (pixel lists) or multipart \"files\", not \"{request.field}\"")
         pre = self.card.preprocess
-        images = [image_to_array(decode_image(blob if isinstance(blob, bytes) else decode_base64(blob, where), where), pre)
-                  for where, blob in request.images]
-        images += [array_to_input(raw, pre, where) for where, raw in request.arrays]
+        images = [array_to_input(raw, pre, where) for where, raw in request.arrays]
+        if request.images:  # decoding a large PNG takes a while: in a thread, so the event loop serves on
+            images += await asyncio.to_thread(self.decode, request.images)
         if not images:
             raise BadInput("no images given")
         k = self.k(request.top_k)  # before the model runs: a bad k costs nothing
         out = await self.infer({self.card.inputs[0].name: np.stack(images)}, timeout_s=timeout_s)  # checks the batch
         return self.answer(out[self.card.outputs[0].name], k)
+
+    def decode(self, images: list[tuple[str, bytes | str]]) -> list[np.ndarray]:
+        """Encoded images (raw or base64) -> (C, H, W) each, preprocessed as the card says. Blocking."""
+        pre = self.card.preprocess
+        return [image_to_array(decode_image(blob if isinstance(blob, bytes) else decode_base64(blob, where), where), pre)
+                for where, blob in images]
 
 
 def check_texts(texts, field: str, limit: int) -> list[str]:

@@ -27,6 +27,7 @@ from zooserve.numeric import log_softmax
 from zooserve.text import Vocab
 
 MAX_CHARS = 100_000
+SCORE_CHUNK = 1024  # tokens per graph call when a recurrent model scores a text
 
 
 def card_vocab(card, files: dict[str, bytes]) -> Vocab:
@@ -92,15 +93,28 @@ class RecurrentLanguageModel(LanguageModel):
 
     stepper_class = RecurrentStep
 
+    def max_length(self) -> int | None:
+        return self.settings.max_sequence_tokens
+
     async def token_logprobs(self, text: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """The text in chunks of SCORE_CHUNK tokens, each chunk starting from the state the last one ended
+        in: memory stays flat whatever the length (the graph's buffers grow with T), and other requests to
+        the model run between chunks. The figures equal one pass over the whole text (see the test)."""
         ids = self.vocab.stream(text)
         if not len(ids):
             raise BadInput("the text has no tokens to score")
-        tokens = primed(self.vocab, ids)[None, :-1]  # (1, T): primed with a paragraph start
-        feeds = {"tokens": tokens, **zero_state(self.card)}  # the state, (layers, 1, hidden) zeros
-        out = await self.batcher.submit(feeds, timeout_s=timeout_s)
-        logp = log_softmax(out["logits"][0])  # (T, V)
-        return ids, logp[np.arange(len(ids)), ids]
+        tokens = primed(self.vocab, ids)[:-1]  # (T,): primed with a paragraph start
+        state = zero_state(self.card)  # (layers, 1, hidden) zeros per state input
+        state_in = [s.name for s in self.card.inputs[1:]]
+        state_out = [s.name for s in self.card.outputs[1:]]
+        logp = []
+        for lo in range(0, len(tokens), SCORE_CHUNK):
+            feeds = {self.card.inputs[0].name: tokens[None, lo:lo + SCORE_CHUNK], **state}  # tokens (1, t)
+            out = await self.batcher.submit(feeds, timeout_s=timeout_s)
+            target = ids[lo:lo + SCORE_CHUNK]
+            logp.append(log_softmax(out[self.card.outputs[0].name][0])[np.arange(len(target)), target])  # (t,)
+            state = {i: out[o] for i, o in zip(state_in, state_out)}
+        return ids, np.concatenate(logp)
 
 
 class NgramLanguageModel(LanguageModel):
