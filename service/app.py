@@ -21,6 +21,7 @@ from service.routers import classify, completions, generate, health, infer, metr
 from service.runtime.engine.arrivals import Arrivals
 from service.runtime.repository import ModelRepository
 from service.settings import Settings
+from service.shutdown import delay_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,13 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
                  cpu.describe())
         await repo.load_all()
         app.state.started = True
+        delay_sigterm(app.state, settings.shutdown_drain_s)
         repo.start_polling()
         yield
         await repo.close()
 
     app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
-    app.state.settings, app.state.repository, app.state.started = settings, repo, False
+    app.state.settings, app.state.repository, app.state.started, app.state.draining = settings, repo, False, False
     for r in (health.router, models.router, infer.router, repository.router, classify.router, score.router,
               generate.router, completions.router, metrics.router):
         app.include_router(r)

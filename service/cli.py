@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         # Workers are separate processes: counters must live in shared files to add up in /metrics.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="zooserve-metrics-")
     uvicorn.run("service.app:factory", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level, access_log=False)
+                workers=settings.workers, log_level=settings.log_level, access_log=False,
+                timeout_graceful_shutdown=settings.shutdown_grace_s)
     return 0
 
 

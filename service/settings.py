@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     generation_max_stop: int = Field(4, ge=0, description="most stop sequences a request may give")
     generation_max_active: int = Field(64, ge=1, description="sequences one language model steps together; more wait")
     generation_max_waiting: int = Field(256, ge=0, description="sequences waiting per language model before new ones get 503")
+    shutdown_drain_s: float = Field(
+        5.0, ge=0, description="after SIGTERM, readiness is 503 but requests are still served this long (load "
+        "balancers take a few seconds to notice)")
+    shutdown_grace_s: float = Field(20.0, ge=0, description="then in-flight requests and streams get this long to "
+                                                            "finish before the process exits")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["text", "json"] = Field("text", description="log line format")
 

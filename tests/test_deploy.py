@@ -332,3 +332,12 @@ def test_tests_run_the_serving_stack_the_image_pins():
                 .splitlines() if "==" in line and not line.startswith("#"))
     for name in ("onnxruntime", "numpy", "fastapi", "tokenizers", "pillow"):
         assert metadata.version(name) == pins[name], name
+
+
+def test_the_shutdown_drain_and_grace_fit_the_pods_termination_grace_period():
+    data = k8s("ConfigMap")["data"]
+    drain, grace = float(data["ZOOSERVE_SHUTDOWN_DRAIN_S"]), float(data["ZOOSERVE_SHUTDOWN_GRACE_S"])
+    pod = k8s("Deployment")["spec"]["template"]["spec"]
+    probe = pod["containers"][0]["readinessProbe"]
+    assert drain >= probe["periodSeconds"] * 2  # the Service sees the 503 before the port closes
+    assert drain + grace < pod["terminationGracePeriodSeconds"]

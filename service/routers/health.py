@@ -21,8 +21,11 @@ async def live() -> dict:
 
 @router.get("/v2/health/ready")
 async def ready(request: Request, repo: Repo):
-    """Ready once the start-up load has finished and at least one model serves."""
-    ok = request.app.state.started and any(e.state == ModelState.READY for e in repo.entries())
+    """Ready once the start-up load has finished and at least one model serves, until shutdown begins."""
+    state = request.app.state
+    if state.draining:
+        return error(503, "not ready: shutting down")
+    ok = state.started and any(e.state == ModelState.READY for e in repo.entries())
     return JSON({"ready": True}) if ok else error(503, "not ready: no model is loaded yet")
 
 
