@@ -59,6 +59,8 @@ def test_broken_model_is_unavailable_with_a_reason_while_a_good_one_serves(make_
     for word in BROKEN[kind]:
         assert word in meta.json()["reason"], (word, meta.json()["reason"])
     assert "inputs" not in meta.json()  # nothing loaded, nothing to describe
+    for resp in (meta, ready, bad_infer, listing):  # files are named, the server's paths never shown
+        assert str(repo.root) not in resp.text and "/tmp" not in resp.text, resp.text
     assert ready.status_code == 503 and BROKEN[kind][0] in ready.json()["error"]
     assert bad_infer.status_code == 503 and "UNAVAILABLE" in bad_infer.json()["error"]
     assert good_infer.status_code == 200

@@ -101,7 +101,7 @@ class ModelRepository:
     async def _load(self, name: str) -> list[Entry]:
         on_disk = self.scan().get(name)
         if not on_disk:
-            raise ModelNotFound(f"model {shown(name)} is not in the repository {self.root}")
+            raise ModelNotFound(f"model {shown(name)} is not in the model repository")
         async with self._locks.setdefault(name, asyncio.Lock()):
             wanted = self.wanted_versions(name, on_disk)
             results = []
