@@ -9,23 +9,25 @@ from service import __version__
 from service.deps import Repo
 from service.errors import error
 from service.runtime.repository import ModelState
+from service.schemas.operations import errors
+from service.schemas.v2 import Live, Ready, ServerMetadata
 
 router = APIRouter(tags=["health"])
 EXTENSIONS = ["binary_tensor_data", "classification", "model_repository", "metrics"]
 
 
-@router.get("/v2/health/live")
-async def live() -> dict:
-    return {"live": True}
+@router.get("/v2/health/live", response_model=Live)
+async def live():
+    return JSON({"live": True})
 
 
-@router.get("/v2/health/ready")
+@router.get("/v2/health/ready", response_model=Ready, responses=errors(503))
 async def ready(request: Request, repo: Repo):
     """Ready once the start-up load has finished and at least one model serves."""
     ok = request.app.state.started and any(e.state == ModelState.READY for e in repo.entries())
     return JSON({"ready": True}) if ok else error(503, "not ready: no model is loaded yet")
 
 
-@router.get("/v2")
-async def server_metadata() -> dict:
-    return {"name": "zooserve", "version": __version__, "extensions": EXTENSIONS}
+@router.get("/v2", response_model=ServerMetadata)
+async def server_metadata():
+    return JSON({"name": "zooserve", "version": __version__, "extensions": EXTENSIONS})

@@ -7,8 +7,9 @@ This is the hot path, so it is served twice over one implementation (`handle`):
   per-request machinery (exception and exit-stack layers, route matching over every router, the
   dependency solver, Request and Response wrappers) cost more CPU than parsing the body, validating it,
   batching, running LeNet and encoding the answer together (py-spy, benchmarks/serve_bench.py).
-- The FastAPI routes below document the endpoint in OpenAPI, and serve what the fast path leaves to them
-  (a version that is not an integer gets FastAPI's 422).
+- The FastAPI routes below document the endpoint in OpenAPI (the body as `service.schemas.v2.InferRequest`,
+  which is never used to parse it), and serve what the fast path leaves to them (a version that is not a
+  positive integer gets a 400).
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from service.deps import ModelName, Version
 from service.errors import error
-from service.protocol.encoding import decode_body
+from service.protocol.encoding import WBITS, decode_body
 from service.protocol.v2 import HEADER_LENGTH, classify_output, encode_infer, parse_infer
 from service.runtime.errors import Overloaded, ServiceError
 from service.runtime.infer import infer
+from service.schemas.operations import MODEL_ERRORS, body, errors, ref
+from service.schemas.v2 import InferRequest, InferResponse
 
 router = APIRouter(tags=["inference"])
 LATEST, VERSIONED = "/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"
@@ -56,14 +60,36 @@ async def _route(request: Request, model: str, version: int | None) -> Response:
     return Response(out, media_type=media, headers=headers)
 
 
-@router.post(LATEST)
-async def infer_latest(model: str, request: Request) -> Response:
-    """Run the newest ready version. Body: `{"inputs": [{"name", "shape", "datatype", "data"}]}`."""
+BINARY = {"type": "string", "format": "binary",
+          "description": "the JSON header (InferRequest), then the raw little-endian tensors"}
+HEADERS = [
+    {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+     "schema": {"type": "integer", "minimum": 1},
+     "description": "binary extension: the length of the JSON header at the start of the body"},
+    {"name": "Content-Encoding", "in": "header", "required": False,
+     "schema": {"enum": ["identity", *WBITS]}, "description": "a compressed body, inflated under the size limit"},
+]
+DOC = {
+    "openapi_extra": {"parameters": HEADERS, **body({JSON_TYPE: ref(InferRequest), BINARY_TYPE: BINARY})},
+    "response_class": Response,
+    "responses": {200: {"description": "the outputs, as JSON or (when any output is binary) binary extension",
+                        "content": {JSON_TYPE: {"schema": ref(InferResponse)}, BINARY_TYPE: {"schema": BINARY}},
+                        "headers": {"Inference-Header-Content-Length": {
+                            "description": "with binary outputs: the length of the JSON header",
+                            "schema": {"type": "integer"}}}},
+                  **errors(*MODEL_ERRORS)},
+}
+
+
+@router.post(LATEST, **DOC)
+async def infer_latest(model: ModelName, request: Request) -> Response:
+    """Run the newest ready version."""
     return await _route(request, model, None)
 
 
-@router.post(VERSIONED)
-async def infer_version(model: str, version: int, request: Request) -> Response:
+@router.post(VERSIONED, **DOC)
+async def infer_version(model: ModelName, version: Version, request: Request) -> Response:
+    """Run one version."""
     return await _route(request, model, version)
 
 
