@@ -17,6 +17,21 @@ from service.runtime.repository import ModelState
 from service.runtime.sampling import MAX_LOGPROBS
 from service.schemas.base import Body
 
+# temperature and repetition_penalty divide the logits. Near 0 (schemathesis sent 5e-324) the quotient
+# overflows float64, inf - inf is NaN, and every token drawn is the last of the vocabulary. 1e-4 stays far
+# from that, and below any temperature or penalty used in practice.
+MIN_DIVISOR = 1e-4
+
+
+def _greedy_or_scaled(t: float | None) -> float | None:
+    if t is not None and 0 < t < MIN_DIVISOR:
+        raise ValueError(f"must be 0 (greedy) or at least {MIN_DIVISOR}")
+    return t
+
+
+Temperature = Annotated[float | None, Field(None, ge=0, le=100), AfterValidator(_greedy_or_scaled), WithJsonSchema({
+    "anyOf": [{"const": 0}, {"type": "number", "minimum": MIN_DIVISOR, "maximum": 100}, {"type": "null"}],
+    "description": "0 is greedy; default 1"})]
 _STOP_ONE = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
 Stop = Annotated[Any, WithJsonSchema({  # checked by the runtime, whose message covers both spellings
     "anyOf": [_STOP_ONE, {"type": "array", "items": _STOP_ONE}, {"type": "null"}],
@@ -29,12 +44,12 @@ class Sampling(Body):
 
     max_tokens: int | None = Field(None, ge=1, description=f"tokens to generate, default {DEFAULT_MAX_TOKENS}; at "
                                                            "most ZOOSERVE_GENERATION_MAX_TOKENS (512)")
-    temperature: float | None = Field(None, ge=0, le=100, description="0 is greedy; default 1")
+    temperature: Temperature
     top_k: int | None = Field(None, ge=0, description="draw from the k most likely tokens; 0 (default): all")
     top_p: float | None = Field(None, gt=0, le=1, description="draw from the most likely tokens whose probability "
                                                               "reaches p; default 1")
     repetition_penalty: float | None = Field(
-        None, gt=0, le=10, description="> 1 makes tokens already in the text less likely; default 1")
+        None, ge=MIN_DIVISOR, le=10, description="> 1 makes tokens already in the text less likely; default 1")
     seed: int | None = Field(None, ge=0, lt=2**63, description="the same seed and parameters give the same text; "
                                                                 "default random, reported back")
     stop: Stop = None
