@@ -9,7 +9,7 @@ from service import __version__
 from service.deps import Repo
 from service.errors import error
 from service.runtime.repository import ModelState
-from service.schemas.operations import errors
+from service.schemas.operations import Error
 from service.schemas.v2 import Live, Ready, ServerMetadata
 
 router = APIRouter(tags=["health"])
@@ -21,7 +21,10 @@ async def live():
     return JSON({"live": True})
 
 
-@router.get("/v2/health/ready", response_model=Ready, responses=errors(503))
+NOT_READY = {503: {"model": Error, "description": "Not ready: the start-up load has not finished, or no model serves."}}
+
+
+@router.get("/v2/health/ready", response_model=Ready, responses=NOT_READY)
 async def ready(request: Request, repo: Repo):
     """Ready once the start-up load has finished and at least one model serves."""
     ok = request.app.state.started and any(e.state == ModelState.READY for e in repo.entries())
