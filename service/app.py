@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, errors
+from service import __version__, docs, errors
 from zooserve import cpu
 from service.logs import configure_logging
 from service.fastpath import InferFastPath
@@ -24,6 +24,9 @@ from service.settings import Settings
 from service.shutdown import delay_sigterm
 
 log = logging.getLogger(__name__)
+DESCRIPTION = ("Serves ONNX models from a model repository: the Open Inference Protocol v2 (with Triton's binary "
+               "tensor, classification and repository extensions), the generate extension, OpenAI-compatible "
+               "completions, and task endpoints to classify images and texts and to score texts.")
 
 
 def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> FastAPI:
@@ -48,12 +51,15 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
         yield
         await repo.close()
 
-    app = FastAPI(title="zooserve", version=__version__, lifespan=lifespan)
+    # Response schemas in validation mode: a field with a default may be left out, as the routes' answers do.
+    app = FastAPI(title="zooserve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None, separate_input_output_schemas=False)
     app.state.settings, app.state.repository, app.state.started, app.state.draining = settings, repo, False, False
     for r in (health.router, models.router, infer.router, repository.router, classify.router, score.router,
               generate.router, completions.router, metrics.router):
         app.include_router(r)
     errors.install(app)
+    docs.install(app, settings)
     # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI,
     # inside the announcements of requests on their way to a batcher (after the key check: a refused
     # request is not waited for).

@@ -1,13 +1,13 @@
-"""FastAPI dependencies as `Annotated` aliases, so routes declare what they need in one word.
+"""FastAPI dependencies and path parameters as `Annotated` aliases, so routes declare what they need in one word.
 
-They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, which cost
-two thread hops per request on the hot path (measured in benchmarks/serve_bench.py)."""
+The dependencies are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, which
+cost two thread hops per request on the hot path (measured in benchmarks/serve_bench.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 
 from service.runtime.repository import ModelRepository
 from service.settings import Settings
@@ -23,3 +23,7 @@ async def _settings(request: Request) -> Settings:
 
 Repo = Annotated[ModelRepository, Depends(_repository)]
 Config = Annotated[Settings, Depends(_settings)]
+ModelName = Annotated[str, Path(description="a model in the repository (GET /v1/models lists them)",
+                                examples=["fashion-lenet"])]
+Version = Annotated[int, Path(ge=1, description="one version of the model; without it, the newest ready one",
+                              examples=[1])]

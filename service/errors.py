@@ -16,6 +16,7 @@ from service.responses import JSON
 from starlette.exceptions import HTTPException
 
 from service.runtime.errors import Overloaded, ServiceError
+from service.schemas.base import describe
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ _OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 404: "inv
 _OPENAI_CODES = {401: "invalid_api_key", 404: "model_not_found", 413: "request_too_large", 503: "overloaded",
                  504: "timeout"}
 # BadInput messages about one field begin with its name: '"stop" must ...', 'temperature must be ...'.
-_FIELD = re.compile(r'^"?([a-z_]+)"?(?= must | = | has |: )')
+_FIELD = re.compile(r'^"?([a-z_]+)"?(?= must | = | has | is |: )')
 
 
 def error_body(status: int, message: str, path: str = "") -> dict:
@@ -42,14 +43,6 @@ def error(status: int, message: str, headers: dict | None = None, path: str = ""
     return JSON(error_body(status, message, path), status_code=status, headers=headers)
 
 
-def _describe(exc: RequestValidationError) -> str:
-    parts = []
-    for e in exc.errors():
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-        parts.append(f"{loc or 'body'}: {e.get('msg')}")
-    return "; ".join(parts)
-
-
 def install(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(request: Request, exc: ServiceError):
@@ -61,8 +54,8 @@ def install(app: FastAPI) -> None:
         return error(exc.status_code, str(exc.detail), getattr(exc, "headers", None), request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError):
-        return error(422, _describe(exc), path=request.url.path)
+    async def _validation(request: Request, exc: RequestValidationError):  # path and query parameters
+        return error(400, describe(exc.errors()), path=request.url.path)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

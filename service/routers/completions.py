@@ -4,6 +4,7 @@ Sampling fields: max_tokens, temperature, top_p, seed, stop, logprobs, plus `top
 (pass them with the client's `extra_body`). Fields this server cannot honour (n > 1, echo, suffix,
 logit_bias, presence/frequency penalties, best_of) are refused with 400 rather than ignored.
 The stream ends with `data: [DONE]`; `stream_options.include_usage` adds a last chunk with the usage.
+The body is `service.schemas.generate.CompletionRequest`.
 """
 
 from __future__ import annotations
@@ -15,36 +16,18 @@ from fastapi import APIRouter, Request
 
 from service import sse
 from service.deps import Config, Repo
-from service.protocol.v2 import load_json
-from service.runtime.errors import BadInput, shown
+from service.responses import JSON
 from service.runtime.generation.request import Generation, parse
 from service.runtime.generation.sampling import Choice
+from service.schemas.base import parse_json
+from service.schemas.generate import CompletionChunk, CompletionRequest, CompletionResponse
+from service.schemas.operations import GENERATION_ERRORS, OpenAIError, errors, event_stream, json_body
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-UNSUPPORTED = {"n": 1, "best_of": 1, "echo": False, "suffix": None, "logit_bias": None, "presence_penalty": 0,
-               "frequency_penalty": 0}
-
-
-async def _request(doc, repo: Repo, settings: Config) -> tuple[Generation, bool, bool]:
-    if not isinstance(doc, dict):
-        raise BadInput('the body must be a JSON object {"model": "...", "prompt": "...", ...}')
-    model = doc.get("model")
-    if not isinstance(model, str):
-        raise BadInput(f'"model" must be a string naming a model (see GET /v1/models), got {shown(model)}')
-    repo.entry(model)  # 404 for an unknown model
-    for field, default in UNSUPPORTED.items():
-        if doc.get(field) is not None and doc[field] != default:
-            raise BadInput(f'"{field}" = {shown(doc[field])} is not supported; only {shown(default)}')
-    prompt = doc.get("prompt")
-    if isinstance(prompt, list) and len(prompt) == 1:
-        prompt = prompt[0]
-    stream, options = doc.get("stream") or False, doc.get("stream_options") or {}
-    if not isinstance(stream, bool) or not isinstance(options, dict):
-        raise BadInput(f'"stream" must be true or false and "stream_options" an object, got {shown(stream)}, {shown(options)}')
-    req = parse(prompt, doc, settings, prompt_field="prompt")
-    async with repo.acquire(model) as served:
-        gen = served.generate(req)  # queued: the scheduler drains it before the model is released
-    return gen, stream, bool(options.get("include_usage"))
+RESPONSES = {200: {"model": CompletionResponse, "description": "the completion; with `stream`, server-sent "
+                   "events of CompletionChunk ending with `data: [DONE]`",
+                   "content": event_stream(CompletionChunk, OpenAIError, done="[DONE]")},
+             **errors(*GENERATION_ERRORS, openai=True)}
 
 
 def _logprobs(gen: Generation, choices: list[Choice]) -> dict | None:
@@ -60,16 +43,21 @@ def _usage(gen: Generation, completion_tokens: int) -> dict:
             "total_tokens": gen.prompt_tokens + completion_tokens}
 
 
-@router.post("/completions")
+@router.post("/completions", responses=RESPONSES, openapi_extra=json_body(CompletionRequest))
 async def completions(request: Request, repo: Repo, settings: Config):
-    doc = load_json(await request.body(), "the request body")
-    gen, stream, include_usage = await _request(doc, repo, settings)
+    body = parse_json(CompletionRequest, await request.body())
+    repo.entry(body.model)  # 404 for an unknown model, before the prompt and sampling checks
+    prompt = body.prompt[0] if isinstance(body.prompt, list) and len(body.prompt) == 1 else body.prompt
+    req = parse(prompt, body.model_dump(), settings, prompt_field="prompt")
+    include_usage = body.stream_options is not None and body.stream_options.include_usage
+    async with repo.acquire(body.model) as served:
+        gen = served.generate(req)  # queued: the scheduler drains it before the model is released
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": gen.model.name, "system_fingerprint": f"seed-{gen.seed}"}
-    if not stream:
+    if not body.stream:
         text, finish, choices = await gen.collect(request.receive)
-        return {**head, "choices": [{"text": text, "index": 0, "logprobs": _logprobs(gen, choices),
-                                     "finish_reason": finish}], "usage": _usage(gen, len(choices))}
+        return JSON({**head, "choices": [{"text": text, "index": 0, "logprobs": _logprobs(gen, choices),
+                                          "finish_reason": finish}], "usage": _usage(gen, len(choices))})
 
     async def chunks():
         count = 0

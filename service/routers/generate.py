@@ -4,32 +4,32 @@ Body `{"text_input": "...", "parameters": {"max_tokens": 64, "temperature": 0.8,
 "repetition_penalty": 1, "seed": 1, "stop": ["\\n"], "logprobs": 3}}` (every parameter optional).
 Answer `{"model_name", "model_version", "text_output", "details": {"finish_reason", "generated_tokens",
 "prompt_tokens", "seed", "logprobs"?}}`; the stream sends one such event per token (`text_output` is the new
-text) and `details` on the last one.
+text) and `details` on the last one. The bodies are `service.schemas.generate`.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.responses import StreamingResponse
 
 from service import sse
-from service.deps import Config, Repo
-from service.protocol.v2 import load_json
-from service.runtime.errors import BadInput
-from service.runtime.generation.request import PARAMETERS, Generation, parse, token_logprobs
+from service.deps import Config, ModelName, Repo
+from service.responses import JSON
+from service.runtime.generation.request import Generation, parse, token_logprobs
+from service.schemas.base import parse_json
+from service.schemas.generate import GenerateRequest, GenerateResponse, GenerateStreamEvent
+from service.schemas.operations import GENERATION_ERRORS, Error, errors, event_stream, json_body
 
 router = APIRouter(prefix="/v2/models", tags=["generate"])
+STREAM = {200: {"description": "one event per token; an error after the stream began comes as an `{\"error\"}` "
+                     "event", "content": event_stream(GenerateStreamEvent, Error)},
+          **errors(*GENERATION_ERRORS)}
 
 
 async def _start(model: str, request: Request, repo: Repo, settings: Config) -> Generation:
     repo.entry(model)  # an unknown model is a 404 before the body is read
-    doc = load_json(await request.body(), "the request body")
-    if not isinstance(doc, dict) or not isinstance(doc.get("parameters", {}), dict):
-        raise BadInput('the body must be a JSON object {"text_input": "...", "parameters": {...}}')
-    params = doc.get("parameters", {})
-    unknown = sorted(set(params) - set(PARAMETERS))
-    if unknown:
-        raise BadInput(f"unknown parameters {unknown}; known: {list(PARAMETERS)}")
-    req = parse(doc.get("text_input"), params, settings, prompt_field="text_input")
+    doc = parse_json(GenerateRequest, await request.body())
+    req = parse(doc.text_input, doc.parameters.model_dump(), settings, prompt_field="text_input")
     async with repo.acquire(model) as served:
         return served.generate(req)  # queued: the scheduler drains it before the model is released
 
@@ -38,15 +38,17 @@ def _head(gen: Generation) -> dict:
     return {"model_name": gen.model.name, "model_version": str(gen.model.version)}
 
 
-@router.post("/{model}/generate")
-async def generate(model: str, request: Request, repo: Repo, settings: Config) -> dict:
+@router.post("/{model}/generate", response_model=GenerateResponse, responses=errors(*GENERATION_ERRORS),
+             openapi_extra=json_body(GenerateRequest))
+async def generate(model: ModelName, request: Request, repo: Repo, settings: Config):
     gen = await _start(model, request, repo, settings)
     text, finish, choices = await gen.collect(request.receive)
-    return {**_head(gen), "text_output": text, "details": gen.details(finish, choices)}
+    return JSON({**_head(gen), "text_output": text, "details": gen.details(finish, choices)})
 
 
-@router.post("/{model}/generate_stream")
-async def generate_stream(model: str, request: Request, repo: Repo, settings: Config):
+@router.post("/{model}/generate_stream", response_class=StreamingResponse, responses=STREAM,
+             openapi_extra=json_body(GenerateRequest))
+async def generate_stream(model: ModelName, request: Request, repo: Repo, settings: Config):
     gen = await _start(model, request, repo, settings)
     head, choices = _head(gen), []
 

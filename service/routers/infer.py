@@ -1,9 +1,9 @@
 """POST .../infer: Open Inference Protocol v2 with JSON tensors or Triton's binary tensor extension.
 
-One implementation (`handle`) with two entrances: the FastAPI routes below, which document the endpoint
-in OpenAPI and serve what the fast path leaves to them (a version that is not an integer), and the
-pure-ASGI fast path in service/fastpath.py, which answers the hot path without FastAPI's per-request
-machinery.
+One implementation (`handle`) with two entrances: the FastAPI routes below, which document the endpoint in
+OpenAPI (the body as `service.schemas.v2.InferRequest`, which is never used to parse it) and serve what the
+fast path leaves to them (a version that is not a positive integer gets a 400), and the pure-ASGI fast path
+in service/fastpath.py, which answers the hot path without FastAPI's per-request machinery.
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.protocol.encoding import decode_body
+from service.deps import ModelName, Version
+from service.protocol.encoding import WBITS, decode_body
 from service.protocol.v2 import HEADER_LENGTH, classify_output, encode_infer, parse_infer
-
+from service.schemas.operations import MODEL_ERRORS, body, errors, ref
+from service.schemas.v2 import InferRequest, InferResponse
 
 router = APIRouter(tags=["inference"])
 LATEST, VERSIONED = "/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"
@@ -43,12 +45,34 @@ async def _route(request: Request, model: str, version: int | None) -> Response:
     return Response(out, media_type=media, headers=headers)
 
 
-@router.post(LATEST)
-async def infer_latest(model: str, request: Request) -> Response:
-    """Run the newest ready version. Body: `{"inputs": [{"name", "shape", "datatype", "data"}]}`."""
+BINARY = {"type": "string", "format": "binary",
+          "description": "the JSON header (InferRequest), then the raw little-endian tensors"}
+HEADERS = [
+    {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+     "schema": {"type": "integer", "minimum": 1},
+     "description": "binary extension: the length of the JSON header at the start of the body"},
+    {"name": "Content-Encoding", "in": "header", "required": False,
+     "schema": {"enum": ["identity", *WBITS]}, "description": "a compressed body, inflated under the size limit"},
+]
+DOC = {
+    "openapi_extra": {"parameters": HEADERS, **body({JSON_TYPE: ref(InferRequest), BINARY_TYPE: BINARY})},
+    "response_class": Response,
+    "responses": {200: {"description": "the outputs, as JSON or (when any output is binary) binary extension",
+                        "content": {JSON_TYPE: {"schema": ref(InferResponse)}, BINARY_TYPE: {"schema": BINARY}},
+                        "headers": {"Inference-Header-Content-Length": {
+                            "description": "with binary outputs: the length of the JSON header",
+                            "schema": {"type": "integer"}}}},
+                  **errors(*MODEL_ERRORS)},
+}
+
+
+@router.post(LATEST, **DOC)
+async def infer_latest(model: ModelName, request: Request) -> Response:
+    """Run the newest ready version."""
     return await _route(request, model, None)
 
 
-@router.post(VERSIONED)
-async def infer_version(model: str, version: int, request: Request) -> Response:
+@router.post(VERSIONED, **DOC)
+async def infer_version(model: ModelName, version: Version, request: Request) -> Response:
+    """Run one version."""
     return await _route(request, model, version)

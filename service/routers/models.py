@@ -5,10 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from service.responses import JSON
 
-from service.deps import Repo
+from service.deps import ModelName, Repo, Version
 from service.errors import error
 from service.runtime.errors import shown
 from service.runtime.repository import Entry, ModelState
+from service.schemas.generate import ModelList
+from service.schemas.operations import errors
+from service.schemas.v2 import ModelMetadata, ModelReady
 
 router = APIRouter(tags=["models"])
 
@@ -30,14 +33,14 @@ def _metadata(entry: Entry, versions: list[int]) -> dict:
     return doc
 
 
-@router.get("/v2/models/{model}")
-async def model_metadata(model: str, repo: Repo) -> dict:
-    return _metadata(repo.entry(model), [e.version for e in repo.versions(model)])
+@router.get("/v2/models/{model}", response_model=ModelMetadata, responses=errors(404))
+async def model_metadata(model: ModelName, repo: Repo):
+    return JSON(_metadata(repo.entry(model), [e.version for e in repo.versions(model)]))
 
 
-@router.get("/v2/models/{model}/versions/{version}")
-async def version_metadata(model: str, version: int, repo: Repo) -> dict:
-    return _metadata(repo.entry(model, version), [version])
+@router.get("/v2/models/{model}/versions/{version}", response_model=ModelMetadata, responses=errors(400, 404))
+async def version_metadata(model: ModelName, version: Version, repo: Repo):
+    return JSON(_metadata(repo.entry(model, version), [version]))
 
 
 async def _ready(repo: Repo, model: str, version: int | None):
@@ -48,21 +51,22 @@ async def _ready(repo: Repo, model: str, version: int | None):
     return JSON({"name": model, "version": str(entry.version), "ready": True})
 
 
-@router.get("/v2/models/{model}/ready")
-async def model_ready(model: str, repo: Repo):
+@router.get("/v2/models/{model}/ready", response_model=ModelReady, responses=errors(404, 503))
+async def model_ready(model: ModelName, repo: Repo):
     return await _ready(repo, model, None)
 
 
-@router.get("/v2/models/{model}/versions/{version}/ready")
-async def version_ready(model: str, version: int, repo: Repo):
+@router.get("/v2/models/{model}/versions/{version}/ready", response_model=ModelReady,
+            responses=errors(400, 404, 503))
+async def version_ready(model: ModelName, version: Version, repo: Repo):
     return await _ready(repo, model, version)
 
 
-@router.get("/v1/models")
-async def list_models(repo: Repo) -> dict:
+@router.get("/v1/models", response_model=ModelList)
+async def list_models(repo: Repo):
     """Every model version the server knows, with its state and, when loaded, its task."""
-    return {"object": "list", "data": [
+    return JSON({"object": "list", "data": [
         {"id": e.name, "object": "model", "owned_by": "zooserve", "version": e.version, "state": e.state,
          **({"task": e.served.card.task, "family": e.served.card.family} if e.served else {}),
          **({"reason": e.reason} if e.reason else {})}
-        for e in repo.entries()]}
+        for e in repo.entries()]})

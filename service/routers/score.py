@@ -9,18 +9,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.deps import Config, Repo
-from service.protocol.v2 import load_json
-from service.runtime.errors import BadInput
+from service.deps import Config, ModelName, Repo
+from service.responses import JSON
+from service.schemas.base import parse_json
+from service.schemas.operations import MODEL_ERRORS, errors, json_body
+from service.schemas.tasks import ScoreRequest, ScoreResponse
 
 router = APIRouter(prefix="/v1/models", tags=["tasks"])
 
 
-@router.post("/{model}/score")
-async def score(model: str, request: Request, repo: Repo, settings: Config) -> dict:
+@router.post("/{model}/score", response_model=ScoreResponse, responses=errors(*MODEL_ERRORS),
+             openapi_extra=json_body(ScoreRequest))
+async def score(model: ModelName, request: Request, repo: Repo, settings: Config):
     repo.entry(model)  # an unknown model is a 404 before the body is read
-    doc = load_json(await request.body(), "the request body")
-    if not isinstance(doc, dict) or "text" not in doc:
-        raise BadInput('the body must be a JSON object {"text": "..."}')
+    text = parse_json(ScoreRequest, await request.body()).text
     async with repo.acquire(model) as served:
-        return await served.score(doc["text"], timeout_s=settings.request_timeout_s)
+        return JSON(await served.score(text, timeout_s=settings.request_timeout_s))

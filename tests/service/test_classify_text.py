@@ -255,13 +255,13 @@ BAD = [
     ({"texts": ["ok", ""]}, "texts[1] is empty"),
     ({"texts": ["   \n"]}, "texts[0] is empty"),
     ({"text": ""}, "text is empty"),
-    ({"text": ["a"]}, "text must be a string"),
+    ({"text": ["a"]}, '"text" must be a string, got ["a"]'),
     ({"texts": "ok"}, '"texts" must be a list'),
     ({"texts": ["\x00\x01"]}, "texts[0] has no tokens"),
     ({"texts": ["ok"], "text": "ok"}, "exactly one of"),
     ({"images": ["abc"]}, "exactly one of"),
-    ({"texts": ["ok"], "top_k": "2"}, "top_k must be an integer"),
-    ({"texts": ["ok"], "top_k": 0}, "top_k must be between"),
+    ({"texts": ["ok"], "top_k": "2"}, '"top_k" must be an integer, got "2"'),
+    ({"texts": ["ok"], "top_k": 0}, '"top_k" must be at least 1, got 0'),
 ]
 
 

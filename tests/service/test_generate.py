@@ -194,6 +194,9 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
         (gen, {"text_input": "a", "parameters": {"stop": ["x" * 101]}}, 400, "stop"),
         (gen, {"text_input": "a", "parameters": {"stop": [""]}}, 400, "stop"),
         (gen, {"text_input": "a", "parameters": {"temprature": 1}}, 400, "temprature"),
+        # A divisor this close to 0 overflowed to NaN logits, and every token drawn was the vocabulary's last.
+        (gen, {"text_input": "a", "parameters": {"repetition_penalty": 5e-324}}, 400, "repetition_penalty"),
+        (gen, {"text_input": "a", "parameters": {"temperature": 5e-324}}, 400, "0 (greedy) or at least"),
         ("/v2/models/island-lstm/generate_stream", {"text_input": "a", "parameters": {"seed": -1}}, 400, "seed"),
         ("/v2/models/nope/generate", {"text_input": "a"}, 404, "nope"),
         ("/v2/models/lin/generate", {"text_input": "a"}, 400, "an image classifier"),
