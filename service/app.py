@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, docs, errors
+from service import __version__, docs, http_errors
 from zooserve import cpu
 from service.logs import configure_logging
 from service.fastpath import InferFastPath
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
     for r in (health.router, models.router, infer.router, repository.router, classify.router, score.router,
               generate.router, completions.router, metrics.router):
         app.include_router(r)
-    errors.install(app)
+    http_errors.install(app)
     docs.install(app, settings)
     # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI,
     # inside the announcements of requests on their way to a batcher (after the key check: a refused

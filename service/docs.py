@@ -3,7 +3,7 @@
 FastAPI writes the document from the routes; `complete` then adds what it cannot see:
 - the models of the bodies the handlers parse themselves (tensors, multipart, JSON of any Content-Type),
   which the routes refer to by `$ref` only (`service.schemas.operations.ref`);
-- no 422: validation errors are 400s here (`service.errors`), declared on each operation;
+- no 422: validation errors are 400s here (`service.http_errors`), declared on each operation;
 - with an API key set, the security schemes and a 401 on every operation that needs the key.
 
 The viewers' JavaScript and CSS come from the `fastapi-offline` package (Swagger UI 5 and ReDoc 2, 2.8 MB),
@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.errors import OPENAI_PATHS
+from service.http_errors import OPENAI_PATHS
 from service.middleware import OPEN_PATHS
 from service.schemas import generate, operations, tasks, v2
 from service.settings import Settings

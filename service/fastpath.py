@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import re
 
-from service.errors import error
+from service.http_errors import error
 from service.routers.infer import LATEST, VERSIONED, handle, router
 from service.runtime.errors import Overloaded, ServiceError
 

@@ -13,7 +13,7 @@ import time
 import orjson
 
 from service import metrics
-from service.errors import error_body
+from service.http_errors import error_body
 from service.runtime.engine.arrivals import Arrivals
 
 OPEN_PATHS = ("/v2/health/", "/metrics")  # probes and scrapers need no key

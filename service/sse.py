@@ -12,7 +12,7 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
-from service.errors import error_body
+from service.http_errors import error_body
 from service.runtime.errors import ServiceError
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of the stream
@@ -26,7 +26,7 @@ def encode(event: dict | str) -> bytes:
 
 def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], None], path: str = "") -> StreamingResponse:
     """Stream `source`. An error after the stream has started can only be told in-band: `{"error": ...}`, in
-    the shape of the route at `path` (service.errors.error_body).
+    the shape of the route at `path` (service.http_errors.error_body).
     When the client disconnects, Starlette cancels the stream (the source's `finally` cancels its sequence);
     `on_close` runs after the response in every case, also when the stream never started."""
 

@@ -7,7 +7,7 @@ from service.responses import JSON
 
 from service import __version__
 from service.deps import Repo
-from service.errors import error
+from service.http_errors import error
 from service.runtime.repository import ModelState
 from service.schemas.operations import Error
 from service.schemas.v2 import Live, Ready, ServerMetadata

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from service.responses import JSON
 
 from service.deps import ModelName, Repo, Version
-from service.errors import error
+from service.http_errors import error
 from service.runtime.errors import shown
 from service.runtime.repository import Entry, ModelState
 from service.schemas.generate import ModelList

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 
 from service.deps import ModelName, Repo
 from service.responses import JSON
-from service.runtime.errors import BadInput, ModelLoadError, shown
+from service.runtime.errors import ModelLoadError, shown
 from service.runtime.repository import ModelState
 from service.schemas.base import parse_json
 from service.schemas.operations import errors, json_body

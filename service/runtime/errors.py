@@ -1,4 +1,4 @@
-"""Errors the data plane raises; `service.errors` maps each to an HTTP status with `{"error": ...}`."""
+"""Every error the data plane raises, in one place; `service.http_errors` maps each to an HTTP status."""
 
 import json
 
@@ -36,6 +36,21 @@ class DeadlineExceeded(ServiceError):
 
 class ModelFailed(ServiceError):
     """onnxruntime failed on this request (run on its own: the other requests of its batch were answered)."""
+
+
+class BatchCountError(ServiceError):
+    """The model returned a different number of rows than the batch held."""
+
+
+class GenerationFailed(ServiceError):
+    """The model's step raised; every sequence in that step ends with this error."""
+
+
+class ClientDisconnected(ServiceError):
+    """The client of a non-stream request went away before its answer was ready (nobody reads the answer;
+    nginx's 499 "client closed request", so the request metrics tell it from a server error)."""
+
+    status = 499
 
 
 class ModelLoadError(ServiceError):

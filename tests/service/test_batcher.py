@@ -12,8 +12,9 @@ import uuid
 import numpy as np
 import pytest
 
-from service.runtime.engine.batcher import Arrivals, BatchCountError, DynamicBatcher
-from service.runtime.errors import BadInput, DeadlineExceeded, ModelFailed, Overloaded, ServiceError
+from service.runtime.engine.arrivals import Arrivals
+from service.runtime.engine.batcher import DynamicBatcher
+from service.runtime.errors import BadInput, BatchCountError, DeadlineExceeded, ModelFailed, Overloaded, ServiceError
 from tests.service.conftest import gate_model, images, infer_json, run
 
 
@@ -39,7 +40,7 @@ class FakeModel:
         if self.fail is not None:
             raise self.fail
         if self.poison is not None and (feeds["x"] == self.poison).any():
-            raise RuntimeError(f"poisoned batch\n(internals of the failure, over several lines)")
+            raise RuntimeError("poisoned batch\n(internals of the failure, over several lines)")
         y = feeds["x"] * 10 + 1
         if self.extra_rows:
             y = np.concatenate([y, y[: self.extra_rows]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import error_body
+from service.http_errors import error_body
 
 
 @pytest.mark.parametrize("status, message, kind, param, code", [

@@ -37,17 +37,13 @@ import numpy as np
 
 from service import metrics
 from service.runtime.engine.arrivals import Arrivals, arrived
-from service.runtime.errors import (BadInput, DeadlineExceeded, ModelFailed, ModelNotReady, Overloaded, ServiceError,
-                                    shown)
+from service.runtime.errors import (BadInput, BatchCountError, DeadlineExceeded, ModelFailed, ModelNotReady,
+                                    Overloaded, ServiceError, shown)
 
 log = logging.getLogger(__name__)
 
 Tensors = dict[str, np.ndarray]
 RunFn = Callable[[Tensors], Tensors]
-
-
-class BatchCountError(ServiceError):
-    """The model returned a different number of rows than the batch held."""
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import AsyncIterator, Awaitable, Callable
 
 from service.runtime.generation import sampling
-from service.runtime.errors import BadInput, ServiceError, shown
+from service.runtime.errors import BadInput, ClientDisconnected, shown
 from service.runtime.generation.sequence import Event, Sequence
 from service.settings import Settings
 from zooserve.text import Vocab, word_tokens
@@ -23,13 +23,6 @@ SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "repetition_penalty", "seed"
 PARAMETERS = ("max_tokens", "stop", "logprobs", *SAMPLING_FIELDS)
 ATTACH_LEFT = frozenset(",.!?;:)]}\u201d\u2019%")  # word tokens written without a space before them
 OPENERS = frozenset("([{\u201c\u2018")  # ... and after these
-
-
-class ClientDisconnected(ServiceError):
-    """The client of a non-stream request went away before its answer was ready (nobody reads the answer;
-    nginx's 499 "client closed request", so the request metrics tell it from a server error)."""
-
-    status = 499
 
 
 async def disconnected(receive: Callable[[], Awaitable[dict]]) -> None:

@@ -32,9 +32,9 @@ import numpy as np
 
 from service import metrics
 from service.runtime.generation import sampling
-from service.runtime.errors import ModelNotReady, Overloaded, shown
+from service.runtime.errors import GenerationFailed, ModelNotReady, Overloaded, shown
 from service.runtime.generation.stepping import RecurrentStep, NgramStep
-from service.runtime.generation.sequence import Event, GenerationFailed, Sequence
+from service.runtime.generation.sequence import Event, Sequence
 
 log = logging.getLogger(__name__)
 POLL_S = 0.002  # while sequences are active, the event loop collects their tokens this often

@@ -13,10 +13,6 @@ from service.runtime.generation import sampling
 from service.runtime.errors import ServiceError
 
 
-class GenerationFailed(ServiceError):
-    """The model's step raised; every sequence in that step ends with this error."""
-
-
 class TextPipeline(Protocol):  # may also have `stop`, its stop sequences: with none, see Sequence.text_on_worker
     def push(self, token: int) -> tuple[str, bool]: ...  # -> (text to emit now, a stop sequence was hit)
 

@@ -1,4 +1,5 @@
-"""Map every error to a JSON body with the right status. Nothing a client sends becomes a 500.
+"""The HTTP layer's errors: every exception becomes a JSON body with the right status (the data plane's are
+in service/runtime/errors.py). Nothing a client sends becomes a 500.
 
 The body is `{"error": "..."}`, except on the OpenAI-compatible routes (`/v1/completions`, `/v1/models`),
 which answer in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`: the unchanged `openai`
