@@ -1,6 +1,6 @@
 """Chaos run: hostile and extreme traffic against a live `zooserve serve` on 127.0.0.1, in one table.
 
-    python benchmarks/chaos.py                                   # all six scenarios, models/ (~3 minutes)
+    python benchmarks/chaos.py                                   # all six scenarios, models/ (~2.5 minutes on 2 cores)
     python benchmarks/chaos.py --dry-run --scenario fuzz         # small counts: a smoke test in seconds
 
 Each scenario starts its own server (`python -m service.cli`, the repository --models, default settings
