@@ -55,9 +55,12 @@ def normalise(x: np.ndarray, pre: ImagePreprocess) -> np.ndarray:
 def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
     """A nested list of raw pixel values (H, W) or (C, H, W) in 0-255 -> (C, H, W) normalised."""
     try:
-        x = np.asarray(raw, dtype=np.float32)
+        with np.errstate(over="ignore"):  # beyond the FP32 range becomes Inf, refused below
+            x = np.asarray(raw, dtype=np.float32)
     except (ValueError, TypeError):
         raise BadInput(f"{where} must be a nested list of numbers") from None
+    if not np.isfinite(x).all():  # the model would answer NaN probabilities (null in JSON)
+        raise BadInput(f"{where} holds numbers beyond the FP32 range; give pixel values from 0 to 255")
     if x.ndim == 2 and pre.channels == 1:
         x = x[None]
     if x.shape != (pre.channels, pre.height, pre.width):
