@@ -129,6 +129,7 @@ class Vocab:
 # -- subword tokenizers (WordPiece, BPE) for the text classifiers ------------------------------------------
 
 INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"  # the graph inputs a subword classifier's card names
+PREFIX_CHARS_PER_TOKEN = 16  # a long text is first encoded from its first max_length * 16 characters
 
 
 class SubwordTokenizer:
@@ -175,5 +176,27 @@ class SubwordTokenizer:
         return {INPUT_IDS: self.pad_id, ATTENTION_MASK: 0}
 
     def encode(self, texts: list[str]) -> list[np.ndarray]:
-        """Each text -> its ids (T_i,) int64, specials included, T_i <= max_length; no padding."""
-        return [np.asarray(e.ids, dtype=np.int64) for e in self.tok.encode_batch(texts)]
+        """Each text -> its ids (T_i,) int64, specials included, T_i <= max_length; no padding.
+
+        Truncation keeps the first max_length tokens, so a long text is encoded from a prefix that ends at
+        a whitespace (a word boundary: words before it tokenise as in the whole text) and still yields
+        max_length tokens; the prefix doubles until it does. The ids are those of the whole text (see the
+        test), and a 100,000-character text costs what its first few thousand characters do."""
+        if self.max_length is None:
+            return [self._ids(t) for t in texts]
+        return [self._ids_of_long(t) if len(t) > self.max_length * PREFIX_CHARS_PER_TOKEN else self._ids(t)
+                for t in texts]
+
+    def _ids(self, text: str) -> np.ndarray:
+        return np.asarray(self.tok.encode(text).ids, dtype=np.int64)
+
+    def _ids_of_long(self, text: str) -> np.ndarray:
+        size = self.max_length * PREFIX_CHARS_PER_TOKEN
+        while size < len(text):
+            cut = max(text.rfind(" ", 0, size), text.rfind("\n", 0, size))
+            if cut > size // 2:  # a word boundary in the second half of the prefix
+                ids = self._ids(text[:cut])
+                if len(ids) >= self.max_length:
+                    return ids
+            size *= 2
+        return self._ids(text)

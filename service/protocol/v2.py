@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import orjson
 
-from service.runtime.errors import BadInput, shown, json_type
+from service.runtime.errors import BadInput, json_type, shown, value_types
 from service.runtime.engine.session import V2_TO_NUMPY
 
 HEADER_LENGTH = "inference-header-content-length"
@@ -61,9 +61,9 @@ def _params(raw, where: str) -> dict:
     return raw
 
 
-def _has_bool(data) -> bool:
-    """Whether nested lists hold a JSON true or false (numpy would read them as 1 and 0)."""
-    return any(x is True or x is False or (isinstance(x, list) and _has_bool(x)) for x in data)
+# The JSON value types each kind of datatype takes (by its numpy dtype's kind): numbers for integers (floats
+# too, when they have no fraction) and floats, true/false for BOOL.
+_TYPES = {"i": {int, float}, "u": {int, float}, "f": {int, float}, "b": {bool}}
 
 
 def _finite(arr: np.ndarray, where: str, datatype: str) -> np.ndarray:
@@ -74,9 +74,7 @@ def _finite(arr: np.ndarray, where: str, datatype: str) -> np.ndarray:
     return arr
 
 
-def _tensor(spec: dict, where: str, binary: memoryview | None, json_bools: bool = True) -> np.ndarray:
-    """One V2 tensor. `json_bools`: whether the JSON may hold true/false at all (a byte search of the body
-    ruled it out in most requests, which saves scanning every value)."""
+def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
     if not isinstance(spec, dict):
         raise BadInput(f"{where} must be an object with name, shape, datatype and data")
     shape = _shape(spec.get("shape"), where)
@@ -94,16 +92,41 @@ def _tensor(spec: dict, where: str, binary: memoryview | None, json_bools: bool 
     if "data" not in spec:
         raise BadInput(f"{where} has no data")
     data = spec["data"]
-    if datatype != "BOOL" and json_bools and isinstance(data, list) and _has_bool(data):
-        raise BadInput(f"{where}.data holds JSON booleans; {datatype} takes numbers")
-    try:
-        with np.errstate(over="ignore"):  # beyond the range becomes Inf, refused below
-            arr = np.asarray(data, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
-        raise BadInput(f"{where}.data holds values that are not {datatype}") from None
+    types = value_types(data) if isinstance(data, list) else {type(data)}
+    if not types <= _TYPES[dtype.kind]:
+        what = "JSON booleans" if bool in types and dtype.kind != "b" else "values that are not " + datatype
+        raise BadInput(f"{where}.data holds {what}; {datatype} takes flat or nested lists of "
+                       f"{'true/false' if dtype.kind == 'b' else 'numbers'}")
+    if dtype.kind in "iu":
+        arr = _integers(data, float in types, dtype, where, datatype)
+    else:
+        try:
+            with np.errstate(over="ignore"):  # beyond a float type's range becomes Inf, refused below
+                arr = np.asarray(data, dtype=dtype)
+        except ValueError:
+            raise BadInput(f"{where}.data is not a list of equal-length lists") from None
     if arr.size != expected:
         raise BadInput(f"{where}: data has {arr.size} elements but shape {shape} needs {expected}")
     return _finite(arr.reshape(shape), where, datatype)
+
+
+def _integers(data, floats: bool, dtype: np.dtype, where: str, datatype: str) -> np.ndarray:
+    """Integer data, exactly: out-of-range values are refused (astype would wrap them around), and so are
+    numbers with a fraction (numpy would cut 1.5 to 1); 3.0 is 3."""
+    info = np.iinfo(dtype)
+    beyond = BadInput(f"{where}.data holds values beyond the {datatype} range [{info.min}, {info.max}]")
+    try:
+        if floats:
+            approx = np.asarray(data, dtype=np.float64)
+            if not np.array_equal(approx, np.trunc(approx)):
+                raise BadInput(f"{where}.data holds numbers with a fraction; {datatype} takes integers")
+            if approx.size and (approx.min() < info.min or approx.max() > info.max):
+                raise beyond
+        return np.asarray(data, dtype=dtype)
+    except OverflowError:
+        raise beyond from None
+    except ValueError:
+        raise BadInput(f"{where}.data is not a list of equal-length lists") from None
 
 
 def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
@@ -115,12 +138,9 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             raise BadInput(f"Inference-Header-Content-Length must be an integer, got {shown(header_length)}") from None
         if not 0 < n <= len(body):
             raise BadInput(f"Inference-Header-Content-Length {n} is outside the body of {len(body)} bytes")
-        text = body[:n]
-        header, tail = load_json(text, "the inference header"), memoryview(body)[n:]
+        header, tail = load_json(body[:n], "the inference header"), memoryview(body)[n:]
     else:
-        text = body
         header, tail = load_json(body, "the request body"), memoryview(b"")
-    json_bools = b"true" in text or b"false" in text
     if not isinstance(header, dict):
         raise BadInput("the request body must be a JSON object with an \"inputs\" list")
     specs = header.get("inputs")
@@ -140,7 +160,7 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             if not isinstance(size, int) or size < 0 or offset + size > len(tail):
                 raise BadInput(f"{where}.parameters.binary_data_size {shown(size)} runs past the {len(tail)} bytes of binary data")
             chunk, offset = tail[offset:offset + size], offset + size
-        inputs[name] = _tensor(spec, where, chunk, json_bools)
+        inputs[name] = _tensor(spec, where, chunk)
     if offset != len(tail):
         raise BadInput(f"{len(tail) - offset} bytes of binary data follow the inputs unclaimed")
     params = _params(header.get("parameters"), "the request")

@@ -81,3 +81,16 @@ def shown(value, limit: int = 60) -> str:
 def json_type(value) -> str:
     """The JSON type of a parsed value, with its article: "null", "a string", "an object", ..."""
     return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), type(value).__name__)
+
+
+def value_types(data: list) -> set[type]:
+    """The Python types of the values in (nested) lists, as parsed from JSON: {int, float} for numbers.
+    numpy would read "1" as 1.0 and true as 1, so callers check this before converting. One pass of
+    `type` over a flat list costs about what numpy's conversion does (15 us for 784 values)."""
+    types = set(map(type, data))
+    if list in types:
+        types.discard(list)
+        for x in data:
+            if type(x) is list:
+                types |= value_types(x)
+    return types

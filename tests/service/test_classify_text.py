@@ -343,3 +343,29 @@ def test_a_token_id_past_the_vocabulary_is_a_400_and_its_batch_mates_are_answere
         else:
             assert r.status_code == 200, r.text
     assert f"from 0 to {vocab - 1}, got 99999999" in answers[3].json()["error"]
+
+
+@pytest.mark.parametrize("kind", ["words", "newlines", "one-long-word", "spaces-then-words", "punctuation"])
+def test_a_long_text_gets_the_ids_of_the_whole_text(tokenizer_blob, kind):
+    """SubwordTokenizer encodes a long text from a prefix cut at a word boundary: the ids must be exactly
+    those the whole text gives (truncation keeps the first max_length tokens either way)."""
+    rng = np.random.default_rng(len(kind))
+    words = ["wonderful", "awful", "the", "day", "zq", "x" * 30, "ok!", "héllo", "dont"]
+    if kind == "words":
+        text = " ".join(rng.choice(words, 20_000))
+    elif kind == "newlines":
+        text = "\n".join(rng.choice(words, 20_000))
+    elif kind == "one-long-word":
+        text = "ab" * 50_000
+    elif kind == "spaces-then-words":
+        text = " " * 90_000 + " ".join(rng.choice(words, 2_000))
+    else:
+        text = "".join(rng.choice(list("!?.,;:-"), 50_000)) + " wonderful"
+    blob, cfg = tokenizer_blob
+    tok = SubwordTokenizer(blob, max_length=MAX_LENGTH, special_tokens={"pad": "[PAD]", "cls": "[CLS]", "sep": "[SEP]"},
+                           vocab_size=text_tokenizer.Tokenizer.from_str(blob.decode()).get_vocab_size())
+    whole = text_tokenizer.Tokenizer.from_str(blob.decode())
+    whole.enable_truncation(MAX_LENGTH)
+    (got,) = tok.encode([text])
+    assert got.tolist() == whole.encode(text).ids
+    assert len(got) == (3 if kind == "one-long-word" else MAX_LENGTH)  # one word too long for WordPiece: [UNK]

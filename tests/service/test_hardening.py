@@ -142,3 +142,45 @@ def test_control_settings_that_would_leave_the_repository_open_are_refused(value
 
     with pytest.raises(ValidationError, match=words):
         Settings(_env_file=None, **values)
+
+
+@pytest.mark.parametrize("datatype, data, words", [
+    ("FP32", ["1"] * 784, "are not FP32"),
+    ("FP32", [[1, 2], [3]], "equal-length lists"),
+    ("INT64", [1.5], "with a fraction"),
+    ("INT32", [2 ** 31], "beyond the INT32 range"),
+    ("UINT8", [-1], "beyond the UINT8 range"),
+    ("INT64", [2 ** 63], "beyond the INT64 range"),
+    ("BOOL", [1], "are not BOOL"),
+])
+def test_v2_data_of_the_wrong_kind_is_a_400_not_converted(datatype, data, words):
+    """numpy would read "1" as 1.0, cut 1.5 to 1 and wrap 2**31 around: each is refused instead."""
+    import orjson
+
+    from service.protocol.v2 import parse_infer
+    from service.runtime.errors import BadInput
+
+    body = orjson.dumps({"inputs": [{"name": "x", "shape": [len(data)], "datatype": datatype, "data": data}]})
+    with pytest.raises(BadInput, match=words):
+        parse_infer(body, None)
+
+
+def test_integral_floats_and_the_full_uint64_range_are_read_exactly():
+    import orjson
+
+    from service.protocol.v2 import parse_infer
+
+    body = orjson.dumps({"inputs": [{"name": "a", "shape": [2], "datatype": "INT64", "data": [3.0, -2]},
+                                    {"name": "b", "shape": [2], "datatype": "UINT64", "data": [2 ** 64 - 1, 0]}]})
+    got = parse_infer(body, None).inputs
+    assert got["a"].tolist() == [3, -2] and got["b"].tolist() == [2 ** 64 - 1, 0]
+
+
+@pytest.mark.parametrize("array, words", [([[True] * 28] * 28, "nested list of numbers"),
+                                          ([["1"] * 28] * 28, "nested list of numbers")])
+def test_classify_pixel_arrays_of_booleans_or_strings_are_a_400(make_repo, serve, array, words):
+    async def body(client, app):
+        return await client.post("/v1/models/lin/classify", json={"arrays": [array]})
+
+    resp = serve(make_repo(("lin", 1)).root, body)
+    assert resp.status_code == 400 and words in resp.json()["error"], resp.text

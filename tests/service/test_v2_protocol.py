@@ -125,7 +125,7 @@ GOOD_T = tensor("x", "FP32", [2], [1.0, 2.0])
     (orjson.dumps({"inputs": [{**GOOD_T, "datatype": "STRING"}]}), None, ['datatype "STRING"']),
     (orjson.dumps({"inputs": [{**GOOD_T, "data": [1.0]}]}), None, ["1 elements", "needs 2"]),
     (orjson.dumps({"inputs": [{**GOOD_T, "data": ["a", "b"]}]}), None, ["not FP32"]),
-    (orjson.dumps({"inputs": [tensor("x", "INT8", [1], [300])]}), None, ["not INT8"]),
+    (orjson.dumps({"inputs": [tensor("x", "INT8", [1], [300])]}), None, ["beyond the INT8 range [-128, 127]"]),
     (orjson.dumps({"inputs": [{k: v for k, v in GOOD_T.items() if k != "data"}]}), None, ["no data"]),
     (b"{}", "x", ["Inference-Header-Content-Length", '\"x\"']),
     (b"{}", "3", ["Inference-Header-Content-Length 3", "outside"]),

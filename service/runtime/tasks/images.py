@@ -10,7 +10,7 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from service.runtime.errors import BadInput
+from service.runtime.errors import BadInput, value_types
 from zooserve.card import ImagePreprocess
 
 MAX_PIXELS = 4096 * 4096  # refuse decompression bombs before decoding them
@@ -54,11 +54,13 @@ def normalise(x: np.ndarray, pre: ImagePreprocess) -> np.ndarray:
 
 def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
     """A nested list of raw pixel values (H, W) or (C, H, W) in 0-255 -> (C, H, W) normalised."""
+    if not isinstance(raw, list) or not value_types(raw) <= {int, float}:  # numpy takes "1" and true as numbers
+        raise BadInput(f"{where} must be a nested list of numbers (pixel values from 0 to 255)")
     try:
         with np.errstate(over="ignore"):  # beyond the FP32 range becomes Inf, refused below
             x = np.asarray(raw, dtype=np.float32)
-    except (ValueError, TypeError):
-        raise BadInput(f"{where} must be a nested list of numbers") from None
+    except ValueError:
+        raise BadInput(f"{where} must be a nested list of numbers with rows of equal length") from None
     if not np.isfinite(x).all():  # the model would answer NaN probabilities (null in JSON)
         raise BadInput(f"{where} holds numbers beyond the FP32 range; give pixel values from 0 to 255")
     if x.ndim == 2 and pre.channels == 1:
