@@ -17,7 +17,8 @@ from zooserve import cpu
 from service.logs import configure_logging
 from service.fastpath import InferFastPath
 from service.middleware import AdminOnly, Announce, ApiKey, BodyLimit, RequestMetrics
-from service.routers import classify, completions, generate, health, infer, metrics, models, repository, score
+from service.routers import (cards, classify, completions, generate, health, infer, metrics, models, playground,
+                             repository, score)
 from service.runtime.engine.arrivals import Arrivals
 from service.runtime.repository import ModelRepository
 from service.settings import Settings
@@ -56,8 +57,10 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
                   docs_url=None, redoc_url=None, separate_input_output_schemas=False)
     app.state.settings, app.state.repository, app.state.started, app.state.draining = settings, repo, False, False
     for r in (health.router, models.router, infer.router, repository.router, classify.router, score.router,
-              generate.router, completions.router, metrics.router):
+              generate.router, completions.router, metrics.router, cards.router):
         app.include_router(r)
+    if settings.playground:
+        app.include_router(playground.router)
     http_errors.install(app)
     docs.install(app, settings)
     # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI,

@@ -16,7 +16,8 @@ from service import metrics
 from service.http_errors import error_body
 from service.runtime.engine.arrivals import Arrivals
 
-OPEN_PATHS = ("/v2/health/", "/metrics")  # probes and scrapers need no key
+OPEN_PATHS = ("/v2/health/", "/metrics", "/ui/")  # probes, scrapers and the playground's static files need no key
+OPEN_PAGES = ("/", "/ui")  # nor the playground's page and the redirect to it (its API calls carry the key)
 
 
 async def _send_error(scope, send, status: int, message: str, headers: list | None = None) -> None:
@@ -79,7 +80,8 @@ class ApiKey:
         self.app, self.key = app, key.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].startswith(OPEN_PATHS) or CONTROL.fullmatch(scope["path"]):
+        if (scope["type"] != "http" or scope["path"] in OPEN_PAGES or scope["path"].startswith(OPEN_PATHS)
+                or CONTROL.fullmatch(scope["path"])):
             return await self.app(scope, receive, send)
         if not hmac.compare_digest(_given_key(scope, b"x-api-key"), self.key):
             return await _send_error(scope, send, 401, "missing or wrong API key (send Authorization: Bearer KEY or X-API-Key)",

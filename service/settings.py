@@ -47,13 +47,16 @@ class Settings(BaseSettings):
         4096, ge=1, description="longest token sequence a recurrent language model takes in one V2 infer request "
         "(its buffers and time grow with it; /score reads longer texts in chunks)")
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024, description="larger request bodies get 413")
-    api_key: str | None = Field(None, description="when set, every route but health and metrics needs it (Bearer or X-API-Key)")
+    api_key: str | None = Field(None, description="when set, every route but health, metrics and the playground's "
+                                                   "static files needs it (Bearer or X-API-Key)")
     repository_control: bool = Field(
         False, description="allow load and unload (POST /v2/repository/models/{m}/load|unload); off (the default, "
         "as Triton's model-control mode none), they answer 403. Needs admin_key")
     admin_key: str | None = Field(None, description="the key load and unload need (Bearer or X-Admin-Key), and only "
                                                      "they; it must differ from api_key")
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed by CORS; empty = CORS off")
+    playground: bool = Field(True, description="serve the playground page at /ui (GET / redirects there), which tries "
+                             "every model through this API; false for API-only deployments (/ui answers 404)")
     generation_max_tokens: int = Field(512, ge=1, description="largest max_tokens a generate or completions request may ask for")
     generation_max_prompt_chars: int = Field(8000, ge=1, description="longer prompts get 400")
     generation_max_stop: int = Field(4, ge=0, description="most stop sequences a request may give")
