@@ -7,6 +7,7 @@ input order, each sized by its `parameters.binary_data_size`.
 
 from __future__ import annotations
 
+import array
 import math
 
 from dataclasses import dataclass, field
@@ -92,6 +93,10 @@ def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
     if "data" not in spec:
         raise BadInput(f"{where} has no data")
     data = spec["data"]
+    if dtype.kind == "f" and isinstance(data, list) and len(data) == expected:
+        arr = _flat_floats(data, dtype)  # the common case, at the cost of numpy's own conversion
+        if arr is not None:
+            return _finite(arr.reshape(shape), where, datatype)
     types = value_types(data) if isinstance(data, list) else {type(data)}
     if not types <= _TYPES[dtype.kind]:
         what = "JSON booleans" if bool in types and dtype.kind != "b" else "values that are not " + datatype
@@ -108,6 +113,21 @@ def _tensor(spec: dict, where: str, binary: memoryview | None) -> np.ndarray:
     if arr.size != expected:
         raise BadInput(f"{where}: data has {arr.size} elements but shape {shape} needs {expected}")
     return _finite(arr.reshape(shape), where, datatype)
+
+
+def _flat_floats(data: list, dtype: np.dtype) -> np.ndarray | None:
+    """A flat list of JSON numbers as `dtype`, or None when it holds anything else (the caller then checks
+    value by value and says what is wrong). array.array refuses strings, None and lists as numpy would not;
+    it takes true and false as 1 and 0, so only data holding an exact 0 or 1 is scanned for booleans."""
+    try:
+        values = np.frombuffer(array.array("d", data), np.float64)
+    except TypeError:
+        return None
+    if ((values == 0) | (values == 1)).any() and bool in value_types(data):
+        return None
+    # Beyond the datatype's range becomes Inf (with numpy's overflow warning), which _finite refuses; the
+    # warning's context manager would cost more than the cast on this path.
+    return values.astype(dtype)
 
 
 def _integers(data, floats: bool, dtype: np.dtype, where: str, datatype: str) -> np.ndarray:
