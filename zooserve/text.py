@@ -182,10 +182,12 @@ class SubwordTokenizer:
         a whitespace (a word boundary: words before it tokenise as in the whole text) and still yields
         max_length tokens; the prefix doubles until it does. The ids are those of the whole text (see the
         test), and a 100,000-character text costs what its first few thousand characters do."""
-        if self.max_length is None:
-            return [self._ids(t) for t in texts]
-        return [self._ids_of_long(t) if len(t) > self.max_length * PREFIX_CHARS_PER_TOKEN else self._ids(t)
-                for t in texts]
+        long = set() if self.max_length is None else \
+            {i for i, t in enumerate(texts) if len(t) > self.max_length * PREFIX_CHARS_PER_TOKEN}
+        # The usual texts in one call (the Rust side encodes them in parallel), the long ones from a prefix.
+        short = iter(self.tok.encode_batch([t for i, t in enumerate(texts) if i not in long]))
+        return [self._ids_of_long(t) if i in long else np.asarray(next(short).ids, dtype=np.int64)
+                for i, t in enumerate(texts)]
 
     def _ids(self, text: str) -> np.ndarray:
         return np.asarray(self.tok.encode(text).ids, dtype=np.int64)

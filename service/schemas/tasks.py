@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, WithJsonSchema
 from service.runtime.tasks.language_model import MAX_CHARS
 from service.schemas.base import Body
 
-MAX_IMAGES = 1024  # per request; a model's batcher splits them into batches of its max_batch_size
+MAX_IMAGES = 1024  # per request, whatever the model; each model takes at most its max_batch_size
 
 TopK = Annotated[int | None, Field(None, ge=1, description="labels per item, most likely first; default 3, at most "
                                                              "the model's number of labels (more are cut to it)")]

@@ -179,7 +179,12 @@ class ServedModel:
         rows = {name: arr.shape[0] for name, arr in inputs.items() if arr.ndim}
         if batchable and len(set(rows.values())) > 1:
             raise BadInput(f"inputs disagree on the batch size (their first axis): {rows}")
-        rows = next(iter(inputs.values())).shape[0]
+        if batchable:
+            self.check_rows(next(iter(inputs.values())).shape[0])
+
+    def check_rows(self, rows: int) -> None:
+        """A request fits one batch. Task classes call it before decoding anything, so that an oversized
+        request costs nothing."""
         limit = self.batcher.max_batch_size
-        if batchable and rows > limit:
+        if rows > limit:
             raise BadInput(f"batch of {rows} rows exceeds this model's max_batch_size {limit}")
