@@ -50,8 +50,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent zooserve
 COPY --from=serve-build /opt/venv /opt/venv
 # Owned by the service user so that a named volume created from this path (docker-compose.yml) is
-# writable by the training job, which runs with the same uid. .dockerignore leaves the fp32
-# tweets-transformer and the character n-gram LM out (the 400 MB target); mount models/ to serve them.
+# writable by the training job, which runs with the same uid. models/ is the default repository;
+# models-extra/ stays out (.dockerignore): mount it and add it to ZOOSERVE_REPOSITORY to serve it.
 COPY --chown=10001:10001 models /srv/models
 WORKDIR /srv
 USER 10001:10001

@@ -32,7 +32,7 @@ async def check_repository(settings: Settings) -> int:
 
 
 def add_repository_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--repository", help="model repository (ZOOSERVE_REPOSITORY, default models/)")
+    p.add_argument("--repository", help="model repository folder, or several separated by ':' (ZOOSERVE_REPOSITORY, default models/)")
 
 
 def check_main(argv: list[str] | None = None) -> int:

@@ -6,11 +6,14 @@ environment anywhere else.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from zooserve.card import repository_roots
 
 
 class BatchingOverride(BaseSettings):
@@ -25,7 +28,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="interface to listen on (0.0.0.0 in containers)")
     port: int = Field(8000, ge=1, le=65535, description="TCP port")
     workers: int = Field(1, ge=1, description="uvicorn worker processes; each loads every model")
-    repository: Path = Field(Path("models"), description="model repository: <name>/<version>/model.onnx + model.json")
+    repository: str = Field(
+        "models", description="model repository: <name>/<version>/model.onnx + model.json; several folders separated by "
+        "':' (as Triton takes several --model-repository), each model name in one of them only")
     model_versions: dict[str, list[int]] = Field(
         default_factory=dict, description='versions to load per model, e.g. {"fashion-lenet": [1, 2]}; default: the newest')
     poll_interval_s: float = Field(0.0, ge=0, description="rescan the repository for new versions this often; 0 = never")
@@ -76,6 +81,18 @@ class Settings(BaseSettings):
         size = o.max_batch_size or self.max_batch_size or card_max_batch
         delay = next(v for v in (o.max_delay_ms, self.max_delay_ms, card_delay_ms) if v is not None)
         return size, delay
+
+    @field_validator("repository", mode="before")
+    @classmethod
+    def _folders(cls, v):
+        """A Path or a list of folders, as tests and callers give them, in the environment's one-string form."""
+        if isinstance(v, (list, tuple)):
+            return os.pathsep.join(str(p) for p in v)
+        return str(v) if isinstance(v, Path) else v
+
+    @property
+    def repository_roots(self) -> list[Path]:
+        return repository_roots(self.repository)
 
     @model_validator(mode="after")
     def _control_needs_its_own_key(self):

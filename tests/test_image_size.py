@@ -35,10 +35,11 @@ def test_the_serve_build_stage_is_found_with_its_install_line():
     assert image_size.env_of(stages["serve-build"])["PIP_NO_CACHE_DIR"] == "1"
 
 
-def test_models_left_out_by_dockerignore_are_not_counted():
+def test_the_image_carries_the_default_repository_and_not_models_extra():
     rows, total = image_size.model_rows(image_size.stages(ROOT / "Dockerfile")["serve"],
                                         image_size.ignore_rules(ROOT / ".dockerignore"))
     copied = {folder for folder, _, kept in rows if kept}
     assert "models/tweets-transformer-int8/3" in copied and "models/fashion-resnet/1" in copied
-    assert not any(f.startswith("models/tweets-transformer/") for f in copied)
+    assert all(kept for _, _, kept in rows) and not any(f.startswith("models-extra/") for f, _, _ in rows)
+    assert image_size.context_files("models-extra", image_size.ignore_rules(ROOT / ".dockerignore")) == []
     assert total == sum(size for _, size, kept in rows if kept)

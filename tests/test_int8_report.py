@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from zooserve.card import find_cards, load_card
+from zooserve.card import SHIPPED_REPOSITORIES, find_cards, load_card
 from training import int8_report
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = os.pathsep.join(str(ROOT / r) for r in SHIPPED_REPOSITORIES.split(os.pathsep))
 QUANTIZED = [load_card(p) for p in find_cards(MODELS) if load_card(p).quantization is not None]
 
 
@@ -27,7 +29,7 @@ def test_table_has_each_int8_card_with_its_figures():
 def test_write_replaces_only_the_marked_table(tmp_path):
     doc = tmp_path / "int8.md"
     doc.write_text(f"intro\n{int8_report.BEGIN}\nold\n{int8_report.END}\nrest\n")
-    assert int8_report.main(["--models", str(MODELS), "--write", str(doc)]) == 0
+    assert int8_report.main(["--models", MODELS, "--write", str(doc)]) == 0
     text = doc.read_text()
     assert text.startswith(f"intro\n{int8_report.BEGIN}\n| model |") and text.endswith(f"{int8_report.END}\nrest\n")
     assert "old" not in text
@@ -37,4 +39,4 @@ def test_write_needs_the_markers(tmp_path):
     doc = tmp_path / "int8.md"
     doc.write_text("no markers here\n")
     with pytest.raises(ValueError, match="needs the markers"):
-        int8_report.main(["--models", str(MODELS), "--write", str(doc)])
+        int8_report.main(["--models", MODELS, "--write", str(doc)])

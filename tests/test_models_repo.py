@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 import pytest
 
-from zooserve.card import find_cards, load_card
+from zooserve.card import find_cards, load_card, model_folder
 from training.data import fashion_mnist
 from training import text_tokenizer
 from training.data import tweets
@@ -31,7 +31,8 @@ from training.export.rnn_export import stream_nll
 from training.ngram.arpa import ArpaLM, arpa_tokens
 from training.tasks import language_model, text_classification
 
-MODELS = Path(__file__).resolve().parents[1] / "models"
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = [ROOT / "models", ROOT / "models-extra"]  # the default repository and the models left out of it
 CARDS = find_cards(MODELS)
 ONNX_TYPES = {"FP32": "tensor(float)", "FP16": "tensor(float16)", "INT64": "tensor(int64)", "INT32": "tensor(int32)",
               "INT8": "tensor(int8)", "UINT8": "tensor(uint8)", "BOOL": "tensor(bool)", "BYTES": "tensor(string)"}
@@ -42,9 +43,9 @@ NATS_TOLERANCE = 1e-5  # nats per token, likewise
 ISA_ACCURACY = 0.001  # 0.1 point
 ISA_NATS = 0.002  # nats per token
 
-needs_cards = pytest.mark.skipif(not CARDS, reason=f"no model cards in {MODELS} yet (models are still being "
+needs_cards = pytest.mark.skipif(not CARDS, reason="no model cards in models/ yet (models are still being "
                                                    "trained; a later run checks them)")
-card_params = pytest.mark.parametrize("card_path", CARDS or [None], ids=lambda p: str(p.parent.relative_to(MODELS))
+card_params = pytest.mark.parametrize("card_path", CARDS or [None], ids=lambda p: str(p.parent.relative_to(p.parents[2]))
                                       if p else "none")
 
 
@@ -83,7 +84,7 @@ def test_quantized_cards_point_at_their_source(card_path):
     if card.quantization is None:
         pytest.skip("not a quantized model")
     assert card.parity.reference == "onnx-fp32"  # compared with its float graph, not with torch
-    source = MODELS / card.quantization.source_model / "model.json"
+    source = model_folder(MODELS, card.quantization.source_model) / "model.json"
     assert source.is_file()
     src = load_card(source)
     src_test = next(m for m in src.metrics if m.split == "test")
@@ -98,7 +99,7 @@ def test_quantized_cards_point_at_their_source(card_path):
 QUANTIZED = [p for p in CARDS if load_card(p).quantization is not None]
 
 
-@pytest.mark.parametrize("card_path", QUANTIZED or [None], ids=lambda p: str(p.parent.relative_to(MODELS)) if p
+@pytest.mark.parametrize("card_path", QUANTIZED or [None], ids=lambda p: str(p.parent.relative_to(p.parents[2])) if p
                          else "none")
 def test_int8_graph_cannot_saturate(card_path):
     """What makes an INT8 graph answer the same on every x86-64 CPU, checked on the file (no CPU involved):
@@ -115,7 +116,7 @@ def test_int8_graph_cannot_saturate(card_path):
     assert card.quantization.weight_range == list(report.weight_range)
 
 
-@pytest.mark.parametrize("card_path", QUANTIZED or [None], ids=lambda p: str(p.parent.relative_to(MODELS)) if p
+@pytest.mark.parametrize("card_path", QUANTIZED or [None], ids=lambda p: str(p.parent.relative_to(p.parents[2])) if p
                          else "none")
 def test_int8_card_was_checked_on_avx2(card_path):
     """Every INT8 card records its test split run again on an AVX2-only CPU (emulated), with a figure within

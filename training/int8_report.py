@@ -11,10 +11,11 @@ by side with the two files' sizes. `zooserve quantize --emulate avx2` remakes a 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from zooserve.card import ModelCard, find_cards, load_card
+from zooserve.card import SHIPPED_REPOSITORIES, ModelCard, find_cards, load_card, model_folder
 from training.report import size, splice
 
 BEGIN, END = "<!-- int8-results:begin -->", "<!-- int8-results:end -->"
@@ -23,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=ROOT / "models", help="the model repository (default: models/)")
+    p.add_argument("--models", default=os.pathsep.join(str(ROOT / r) for r in SHIPPED_REPOSITORIES.split(os.pathsep)),
+                   help="model repository: a folder, or several joined by ':' (default: models:models-extra)")
     p.add_argument("--write", type=Path, help=f"replace the text between {BEGIN} and {END} in this file")
     return p.parse_args(argv)
 
@@ -33,9 +35,9 @@ def _figure(card: ModelCard, split) -> str:
     return f"{split.cross_entropy:.5f}" if card.task == "language-model" else f"{split.accuracy:.4f}"
 
 
-def row(card_path: Path, models: Path) -> str:
+def row(card_path: Path, models) -> str:
     card = load_card(card_path)
-    source_dir = models / card.quantization.source_model
+    source_dir = model_folder(models, card.quantization.source_model)
     source = load_card(source_dir / "model.json")
     test, float_test = card.split(), source.split()
     checks = {c.measured_on.isa: c for c in card.quantization.isa_checks}
@@ -52,7 +54,7 @@ def row(card_path: Path, models: Path) -> str:
     ])
 
 
-def table(models: Path) -> str:
+def table(models) -> str:
     quantized = [p for p in find_cards(models) if load_card(p).quantization is not None]
     lines = ["| model | float | INT8 (CPU level of the card's run) | INT8 on avx2 (emulated) | INT8 - float "
              "| max \\|diff\\| avx2 vs card | size float -> INT8 |",

@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from zooserve.card import SHIPPED_REPOSITORIES
 from training.data.corpus import CORPUS_HELP
 from training.ngram.model import CorpusTooSmall, estimate
 from training.ngram.onnx_graph import build_graph
@@ -30,7 +31,8 @@ FALLBACK = (0.5, 1.0, 1.5)  # KenLM's --discount_fallback defaults
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", help=CORPUS_HELP)
-    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--models", default=SHIPPED_REPOSITORIES,
+                   help="model repository: a folder, or several joined by ':' (default: models:models-extra)")
     p.add_argument("--char-orders", type=int, default=8)
     p.add_argument("--word-orders", type=int, default=5)
     p.add_argument("--discount-fallback", type=float, nargs=3, metavar=("D1", "D2", "D3"),

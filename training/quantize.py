@@ -2,7 +2,7 @@
 
     zooserve quantize models/fashion-lenet/1                       # -> models/fashion-lenet-int8/1
     zooserve quantize models/island-lstm/1 --corpus PATH --emulate avx2
-    zooserve quantize models/tweets-transformer/3 --emulate avx2
+    zooserve quantize models-extra/tweets-transformer/3 --out models --emulate avx2
 
 The float card says how the model was trained; the data are prepared exactly as its training script did
 (same split seed, same normalisation, same tokenizer), and the twin is made, measured and carded by the

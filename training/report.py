@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from zooserve import cpu
-from zooserve.card import ModelCard, find_cards, load_card
+from zooserve.card import SHIPPED_REPOSITORIES, ModelCard, find_cards, load_card
 from training.zoo import build_config
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -41,7 +41,8 @@ HEADER = ["Model", "Family", "Test acc.", "Params", "ONNX size", "Train time",
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=Path("models"), help="model repository to read")
+    p.add_argument("--models", default=SHIPPED_REPOSITORIES,
+                   help="model repository: a folder, or several joined by ':' (default: models:models-extra)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="where the training checkpoints are")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for ORT and torch (default 1)")
     p.add_argument("--repeats", type=int, default=50,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from zooserve.card import ModelCard
+from zooserve.card import SHIPPED_REPOSITORIES, ModelCard
 from training import baseline_tfidf
 from training.data import tweets
 from training.report import (BATCHES, NA, footer, interleaved_medians, latest_cards, minutes, ort_session, size,
@@ -38,7 +38,8 @@ HEADER = ["Model", "Test acc.", "Macro-F1", "Params", "Size", "Train time",
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     tweets.add_data_arguments(p)
-    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--models", default=SHIPPED_REPOSITORIES,
+                   help="model repository: a folder, or several joined by ':' (default: models:models-extra)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="where the training checkpoints are")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for ORT and torch (default 1)")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per batch size")

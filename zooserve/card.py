@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -223,9 +224,28 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard.model_validate_json(path.read_bytes())
 
 
-def find_cards(repository: Path) -> list[Path]:
-    """Every `<name>/<version>/model.json` in a Triton-style model repository."""
-    return sorted(p for p in Path(repository).glob(f"*/*/{CARD_FILE}") if p.parent.name.isdigit())
+# The shipped models: models/ is the default repository (what `zooserve serve` and the images serve);
+# models-extra/ holds those left out of it to keep one server within its memory budget (docs/performance.md).
+SHIPPED_REPOSITORIES = os.pathsep.join(["models", "models-extra"])
+
+
+def repository_roots(repository: str | Path | list) -> list[Path]:
+    """A repository given as one folder, several joined by os.pathsep ("models:models-extra", as
+    ZOOSERVE_REPOSITORY takes them), or a list of folders."""
+    if isinstance(repository, (list, tuple)):
+        return [Path(p) for p in repository]
+    return [Path(p) for p in str(repository).split(os.pathsep) if p]
+
+
+def find_cards(repository: str | Path | list) -> list[Path]:
+    """Every `<name>/<version>/model.json` in a Triton-style model repository (one folder or several)."""
+    return sorted(p for root in repository_roots(repository) for p in root.glob(f"*/*/{CARD_FILE}")
+                  if p.parent.name.isdigit())
+
+
+def model_folder(repository: str | Path | list, name: str) -> Path | None:
+    """`<root>/<name>` in the first of the repository's folders that holds the model, or None."""
+    return next((root / name for root in repository_roots(repository) if (root / name).is_dir()), None)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from zooserve.card import ModelCard
+from zooserve.card import ModelCard, model_folder
 from zooserve.text import SubwordTokenizer
 from tests.service.conftest import OPSET, card_dict, gate_model
 from training import text_tokenizer
@@ -189,11 +189,12 @@ def test_padding_does_not_change_the_answer_and_is_counted(tmp_path, tokenizer_b
 
 
 def shipped_transformer(name: str = "tweets-transformer") -> Path | None:
-    versions = sorted((ROOT / "models" / name).glob("*/model.json"), key=lambda p: int(p.parent.name))
+    folder = model_folder([ROOT / "models", ROOT / "models-extra"], name)
+    versions = sorted(folder.glob("*/model.json"), key=lambda p: int(p.parent.name)) if folder else []
     return versions[-1].parent if versions else None
 
 
-@pytest.mark.skipif(shipped_transformer() is None, reason="models/tweets-transformer is not in this checkout")
+@pytest.mark.skipif(shipped_transformer() is None, reason="models-extra/tweets-transformer is not in this checkout")
 def test_shipped_tokenizer_gives_training_ids_as_its_card_says():
     from zooserve.card import load_card
 

@@ -224,10 +224,10 @@ def test_bad_generation_requests_get_4xx_naming_the_field(gen_repo, serve):
 
 @pytest.mark.parametrize("model", ["island-lstm", "island-ngram-char", "island-ngram-word3"])
 def test_prompt_rules_and_unknown_characters_become_unk(model):
-    from zooserve.card import load_card
+    from zooserve.card import load_card, model_folder
     from service.runtime.tasks.registry import served_class
 
-    folder = ROOT / "models" / model / "1"
+    folder = model_folder([ROOT / "models", ROOT / "models-extra"], model) / "1"
     vocab = Vocab.load(folder / "vocab.json")
     card = load_card(folder)
     stepper = served_class(card).stepper_class(card, vocab, run=None)

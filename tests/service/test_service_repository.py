@@ -472,3 +472,16 @@ def test_serving_session_options_leave_a_core_to_the_event_loop_and_do_not_spin(
     assert auto.intra_op_num_threads == max(1, cores - 1)
     assert auto.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert serving_session_options(Settings(_env_file=None, intra_op_threads=3)).intra_op_num_threads == 3
+
+
+def test_several_repository_folders_serve_together_and_a_name_in_two_is_served_from_the_first(make_repo, serve):
+    first, second = make_repo(("lin", 1), ("both", 1)), make_repo(("other", 2), ("both", 5))
+    x = images(2)
+
+    async def body(client, app):
+        return (await _infer(client, "lin", x), await _infer(client, "other", x), await client.get("/v2/models/both"))
+
+    lin, other, both = serve([first.root, second.root], body)
+    assert lin.status_code == 200 and other.status_code == 200 and other.json()["model_version"] == "2"
+    np.testing.assert_allclose(_logits(other), second.reference("other", 2, {"input": x})["logits"], rtol=1e-5, atol=1e-5)
+    assert both.json()["versions"] == ["1"]  # from the first folder; the second folder's version 5 is shadowed

@@ -1,5 +1,8 @@
 """The model repository: scan `<root>/<name>/<version>/`, load, unload and reload models at run time.
 
+There may be several roots (ZOOSERVE_REPOSITORY=models:models-extra); a model name lives in one of them.
+A name found in two roots is served from the first and the other is logged as shadowed.
+
 Each version loads on its own: a missing or corrupt file, or a card that disagrees with its graph, makes
 that version UNAVAILABLE with the reason kept for the metadata endpoints and the logs; the rest serve.
 A reload swaps the new version in first and then drains the old one, so requests already on it finish.
@@ -45,7 +48,8 @@ class ModelRepository:
                  arrivals: Arrivals | None = None):
         """`arrivals`: the HTTP layer's announcements, which the models' batchers wait for (engine.arrivals)."""
         self.settings = settings
-        self.root = Path(settings.repository)
+        self.roots = settings.repository_roots
+        self._homes: dict[str, Path] = {}  # model name -> the root it was last found in
         self.providers = select_providers(settings.providers, available_providers or ort.get_available_providers())
         self._entries = Table()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -56,11 +60,19 @@ class ModelRepository:
     def scan(self) -> dict[str, list[int]]:
         """Model name -> versions on disk (folders with a numeric name), ascending."""
         found: dict[str, list[int]] = {}
-        if self.root.is_dir():
-            for model_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for root in self.roots:
+            if not root.is_dir():
+                continue
+            for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
                 versions = sorted(int(v.name) for v in model_dir.iterdir() if v.is_dir() and v.name.isdigit())
-                if versions:
-                    found[model_dir.name] = versions
+                if not versions:
+                    continue
+                if model_dir.name in found:
+                    log.error("model %s is in %s and in %s: serving the first", model_dir.name,
+                              self._homes[model_dir.name], root)
+                    continue
+                found[model_dir.name] = versions
+                self._homes[model_dir.name] = root
         return found
 
     def wanted_versions(self, name: str, on_disk: list[int]) -> list[int]:
@@ -72,7 +84,7 @@ class ModelRepository:
         """Read and check the files, open and warm the session, and build the served model the card's task
         and family call for (tasks.registry). Runs in a worker thread."""
         t0 = time.perf_counter()
-        folder = self.root / name / str(version)
+        folder = self._homes[name] / name / str(version)
         card = read_card(folder, name, version)
         files = card_files(folder, card)
         session = OnnxModel(folder / card.artifact.file, card, providers=self.providers,
