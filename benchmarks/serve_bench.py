@@ -545,13 +545,9 @@ def parse_args(argv):
     p.add_argument("--models", type=Path, default=Path("models"),
                    help="model repository to serve (ZOOSERVE_REPOSITORY for the server; default models/)")
     p.add_argument("--model", action="append", help="model to load-test (repeatable; default fashion-lenet and fashion-resnet)")
-    p.add_argument("--concurrency", help="comma-separated levels (default 1,16,64; dry run 1,8)")
-    p.add_argument("--requests", type=int, help="measured requests per level (default 3000; dry run 30)")
-    p.add_argument("--max-seconds", type=float, help="time cap per level (default 10; dry run 3)")
-    p.add_argument("--warmup", type=int, help="unmeasured requests before each level (default 64; dry run 8)")
+    add_load_arguments(p)
     p.add_argument("--idle-requests", type=int, help="sequential requests for the idle latency (default 200; dry run 20)")
     p.add_argument("--cold-starts", type=int, help="server launches for the cold-start median (default 3; dry run 1)")
-    p.add_argument("--ready-timeout", type=float, default=120.0, help="give up on a server start after this many seconds")
     p.add_argument("--client", choices=["raw", "httpx"], default="raw",
                    help="load generator: a lean asyncio HTTP/1.1 client (default) or httpx.AsyncClient")
     p.add_argument("--python", default=sys.executable, help="interpreter for the server subprocesses")
@@ -565,16 +561,32 @@ def parse_args(argv):
     p.add_argument("--bare-framework", choices=["asgi", "fastapi"], default="asgi", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     d = args.dry_run
-    plan = Plan(
+    plan = load_plan(args, idle_requests=args.idle_requests or (20 if d else 200),
+                     cold_starts=args.cold_starts or (1 if d else 3))
+    return args, plan
+
+
+def add_load_arguments(p: argparse.ArgumentParser) -> None:
+    """The load levels' flags (benchmarks/peers uses them too)."""
+    p.add_argument("--concurrency", help="comma-separated levels (default 1,16,64; dry run 1,8)")
+    p.add_argument("--requests", type=int, help="measured requests per level (default 3000; dry run 30)")
+    p.add_argument("--max-seconds", type=float, help="time cap per level (default 10; dry run 3)")
+    p.add_argument("--warmup", type=int, help="unmeasured requests before each level (default 64; dry run 8)")
+    p.add_argument("--ready-timeout", type=float, default=120.0, help="give up on a server start after this many seconds")
+
+
+def load_plan(args: argparse.Namespace, idle_requests: int = 0, cold_starts: int = 0) -> Plan:
+    """The Plan from add_load_arguments' flags and --dry-run (which picks the small defaults)."""
+    d = args.dry_run
+    return Plan(
         concurrency=[int(c) for c in (args.concurrency or ("1,8" if d else "1,16,64")).split(",")],
         requests=args.requests or (30 if d else 3000),
         max_seconds=args.max_seconds or (3.0 if d else 10.0),
         warmup=args.warmup if args.warmup is not None else (8 if d else 64),
-        idle_requests=args.idle_requests or (20 if d else 200),
-        cold_starts=args.cold_starts or (1 if d else 3),
+        idle_requests=idle_requests,
+        cold_starts=cold_starts,
         ready_timeout=args.ready_timeout,
     )
-    return args, plan
 
 
 def build_fake_repository(folder: Path, models: list[str]) -> Path:
