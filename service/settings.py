@@ -36,8 +36,8 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(0.0, ge=0, description="rescan the repository for new versions this often; 0 = never")
     providers: list[str] | None = Field(
         None, description="onnxruntime execution providers in order of preference; default: CUDA if available, then CPU")
-    intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = one fewer than the usable "
-                                                       "cores (at least 1), leaving a core to the event loop")
+    intra_op_threads: int = Field(0, ge=0, description="threads inside one operator; 0 = the worker's share of the "
+                                                       "usable cores (cores // workers, at least 1)")
     inter_op_threads: int = Field(0, ge=0, description="threads across operators; 0 = onnxruntime's default")
     gil_switch_interval_us: float = Field(
         100.0, gt=0, description="how long a thread may wait for the GIL before it asks the holder to let go "

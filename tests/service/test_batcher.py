@@ -551,3 +551,30 @@ def test_arrivals_count_every_v2_request_until_it_queues_or_fails(make_repo, ser
 
     codes, seen, left = serve(make_repo(("lin", 1)).root, body)
     assert codes == [200, 400, 404, 404] and seen == [0] and left == 0
+
+
+def test_a_batch_shape_that_ran_fast_runs_on_the_event_loop_and_a_new_or_slow_one_in_the_model_thread(monkeypatch):
+    from service.runtime.engine import batcher as batcher_module
+
+    # A generous bound, so that a busy test machine cannot push a fast run over it.
+    monkeypatch.setattr(batcher_module, "INLINE_RUN_S", 0.05)
+    on_loop: list[tuple[tuple, bool]] = []
+
+    def model(feeds):
+        x = feeds["x"]
+        on_loop.append((x.shape, threading.current_thread() is threading.main_thread()))
+        if x.shape[1] == 3:
+            time.sleep(0.1)  # slower than the bound: this shape never leaves the model's thread
+        return {"y": x * 2}
+
+    async def main():
+        b = DynamicBatcher(model, model="m", max_batch_size=8, max_delay_ms=1.0, max_queue=16)
+        b.start()
+        for shape in [(1, 2), (1, 2), (1, 2), (1, 3), (1, 3), (2, 2), (2, 2)]:
+            out = await b.submit({"x": np.ones(shape, np.float32)}, timeout_s=5)
+            np.testing.assert_array_equal(out["y"], np.full(shape, 2, np.float32))
+        await b.drain_and_stop()
+
+    run(main)
+    assert on_loop == [((1, 2), False), ((1, 2), True), ((1, 2), True), ((1, 3), False), ((1, 3), False),
+                       ((2, 2), False), ((2, 2), True)]

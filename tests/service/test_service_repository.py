@@ -461,7 +461,7 @@ def test_providers_setting_is_honoured(make_repo, serve):
     assert providers == [TRT, CUDA, CPU]
 
 
-def test_serving_session_options_leave_a_core_to_the_event_loop_and_do_not_spin():
+def test_serving_session_options_share_the_cores_between_workers_and_do_not_spin():
     import os
 
     from service.runtime.engine.session import serving_session_options
@@ -469,7 +469,8 @@ def test_serving_session_options_leave_a_core_to_the_event_loop_and_do_not_spin(
 
     cores = len(os.sched_getaffinity(0))
     auto = serving_session_options(Settings(_env_file=None))
-    assert auto.intra_op_num_threads == max(1, cores - 1)
+    assert auto.intra_op_num_threads == cores
+    assert serving_session_options(Settings(_env_file=None, workers=2)).intra_op_num_threads == max(1, cores // 2)
     assert auto.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert serving_session_options(Settings(_env_file=None, intra_op_threads=3)).intra_op_num_threads == 3
 

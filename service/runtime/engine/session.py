@@ -110,12 +110,15 @@ class OnnxModel:
 def serving_session_options(s: Settings) -> ort.SessionOptions:
     """onnxruntime options as the server uses them (benchmarks/serve_bench.py builds its raw sessions with this).
 
-    On a small machine the event loop (HTTP, JSON, batching) needs a core of its own: by default onnxruntime
-    takes one thread per core and its pool spins between runs, so it starves the loop that feeds it (on 2 cores
-    this halved LeNet's throughput). So `intra_op_threads=0` means one fewer than the usable cores, and idle
-    pool threads sleep instead of spinning."""
+    Thread policy (docs/performance.md, "Threads"): `intra_op_threads=0` gives each worker process its share
+    of the usable cores (cores // workers, at least 1), so one worker uses the whole machine and N workers
+    do not oversubscribe it. Idle pool threads sleep instead of spinning: a spinning pool takes the core the
+    event loop needs between runs (on 2 cores spinning halved LeNet's throughput). A compute-bound model
+    then gets every core while it runs a batch, and the loop parses the next requests as soon as the batch
+    is done; an HTTP-bound one barely wakes the pool (onnxruntime parallelises an operator only when its
+    cost is worth it, and batches under batcher.INLINE_RUN_S run on the event loop itself)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    intra = s.intra_op_threads or max(1, cores - 1)
+    intra = s.intra_op_threads or max(1, cores // s.workers)
     opts = session_options(intra, s.inter_op_threads, s.graph_optimization)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
