@@ -26,8 +26,13 @@ def test_serve_bench_dry_run_measures_every_target(tmp_path):
     assert {(r["target"], r["encoding"]) for r in rows} >= {
         ("raw-ort", "-"), ("bare", "json"), ("bare", "binary"), ("bare-asgi", "json"), ("zooserve", "json"),
         ("zooserve", "binary")}
-    zoo = [r for r in rows if r["target"] == "zooserve"]
+    zoo = [r for r in rows if r["target"] == "zooserve" and r["workers"] == 1]
     assert all(r["errors"] == 0 and r["requests"] > 0 and r["vs_bare"] and r["ort_batch_rows_s"] for r in zoo)
+    assert all(r["vs_ceiling"] == pytest.approx(r["rps"] / r["ceiling"]) for r in zoo)
+    (two,) = [r for r in rows if r["workers"] == 2]  # --workers 2 by default: LeNet JSON at the top level
+    assert two["errors"] == 0 and two["requests"] > 0 and two["concurrency"] == 4
+    # Every request reached the counters of one worker or the other, and /metrics adds them up.
+    assert "| /metrics across the workers" in proc.stdout and proc.stdout.split("| /metrics across")[1].split("\n")[0].endswith("| ok |")
     assert "| target |" in proc.stdout and "cold start" in proc.stdout
     (saved,) = (tmp_path / "results").glob("*-serve_bench-smoke-test.md")
     assert "--description 'smoke test'`" in saved.read_text()
