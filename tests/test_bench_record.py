@@ -8,6 +8,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,19 @@ def test_the_command_line_is_relative_to_the_checkout_when_inside_it(monkeypatch
         ".venv/bin/python benchmarks/gen_bench.py --streams 1,8"
     monkeypatch.setattr(sys, "executable", "/usr/bin/python3")
     assert record.command_line("/elsewhere/bench.py", []) == "/usr/bin/python3 /elsewhere/bench.py"
+
+
+def test_memory_bench_dry_run_measures_a_real_server(tmp_path):
+    """One launch of the default repository: ready time and RSS read from the server's own /proc entry."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "memory_bench.py"), "--dry-run", "--save",
+                           str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rss_line = next(line for line in proc.stdout.splitlines() if line.startswith("| RSS 1 s after ready"))
+    rss = float(rss_line.split("|")[2].split()[0])
+    assert 50 < rss < 2000  # a Python server with onnxruntime and the default models: tens to hundreds of MB
+    (saved,) = tmp_path.glob("*-memory_bench-*.md")
+    assert saved.read_text().endswith(proc.stdout)
