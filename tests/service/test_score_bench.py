@@ -4,17 +4,11 @@ live in the script, not in tests)."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from benchmarks import score_bench
 
 
 def test_score_bench_dry_run_prints_and_saves_its_table(capsys, tmp_path):
-    spec = importlib.util.spec_from_file_location("score_bench", ROOT / "benchmarks" / "score_bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    assert bench.main(["--dry-run", "--model", "island-ngram-word3", "--save", str(tmp_path)]) == 0
+    assert score_bench.main(["--dry-run", "--model", "island-ngram-word3", "--save", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     (row,) = [line for line in out.splitlines() if line.startswith("| island-ngram-word3 |")]
     cells = [c.strip().replace(",", "") for c in row.split("|")[1:-1]]
