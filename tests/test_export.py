@@ -241,8 +241,11 @@ def nested_extra(fields):
     (lambda f: f["batching"].update(max_batch_size=0), "greater than or equal to 1"),
     (lambda f: f["parity"].update(reference="tensorflow"), "Input should be 'torch', 'numpy' or 'onnx-fp32'"),
     (lambda f: f.pop("parity"), "Field required"),
+    (lambda f: f["outputs"][0].update(optional=True), "only inputs can be optional"),
+    (lambda f: f["inputs"][0].update(optional=True), "at least one input is required"),
 ], ids=["labels-count", "no-labels", "name-space", "name-dash", "family", "version0", "dim0", "dim-2",
-        "extra-field", "nested-extra", "datatype", "task", "mean-per-channel", "no-inputs", "batch0", "parity-reference", "missing"])
+        "extra-field", "nested-extra", "datatype", "task", "mean-per-channel", "no-inputs", "batch0", "parity-reference",
+        "missing", "optional-output", "no-required-input"])
 def test_card_rejects_invalid_fields(model_dir, make_card_fields, change, message):
     fields = make_card_fields()
     change(fields)

@@ -37,7 +37,9 @@ def test_ngram_script_writes_a_servable_model(fake_corpus, tmp_path, unit, order
     d = out / "ng" / "1"
     card = served(d)
     assert (card.task, card.family) == ("language-model", "ngram/kn")
-    assert card.inputs[0].shape == [-1, order - 1] and card.outputs[0].shape == [-1, card.preprocess.vocab_size]
+    assert [(i.name, i.shape, i.optional) for i in card.inputs] == [("context", [-1, order - 1], False),
+                                                                     ("candidates", [-1, -1], True)]
+    assert card.outputs[0].shape == [-1, -1]  # (B, V) without candidates, (B, K) with K of them
     assert card.parity.reference == "numpy" and card.parity.max_abs_diff <= 1e-5
     test = next(m for m in card.metrics if m.split == "test")
     assert test.perplexity == pytest.approx(np.exp(test.cross_entropy)) and test.examples == card.dataset.splits["test"]

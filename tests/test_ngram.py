@@ -176,6 +176,29 @@ def test_onnx_graph_equals_the_reference(tmp_path):
     assert np.max(np.abs(got - want)) <= 1e-5
 
 
+def test_onnx_graph_gives_the_candidates_log_probabilities(tmp_path):
+    """`candidates` (B, K) or (1, K) picks columns of the whole distribution: the reference's values, and the
+    graph's own full output (float32, same lookups and arithmetic per element; a vectorised Log may round its
+    last bit differently by position, hence 1e-6); a candidate that is no token gives NaN."""
+    tokens, ids, lm = fit(random_corpus(5, n=300), 4)
+    sess = ort.InferenceSession(str(export(lm, tmp_path / "m.onnx")), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["context"]  # candidates has a default: not required
+    assert [i.name for i in sess.get_overridable_initializers()] == ["candidates"]
+    rng = np.random.default_rng(1)
+    V = len(tokens)
+    contexts = np.concatenate([rng.integers(0, V, size=(40, 3)), np.array([[1, 1, 1], [-5, 10_000, 4]])])
+    full = sess.run(None, {"context": contexts})[0]  # (B, V)
+    per_row = np.concatenate([rng.integers(0, V, size=(len(contexts), 5)), np.ones((len(contexts), 1), np.int64)], 1)
+    shared = np.array([[0, 2, 2, V - 1]])  # (1, K): the same candidates for every row, with a repeat
+    for cand in (per_row, shared):
+        got = sess.run(None, {"context": contexts, "candidates": cand})[0]
+        assert got.shape == (len(contexts), cand.shape[1]) and got.dtype == np.float32
+        assert np.max(np.abs(got - lm.log_probs(contexts, cand))) <= 1e-5
+        np.testing.assert_allclose(got, np.take_along_axis(full, np.broadcast_to(cand, got.shape), 1), rtol=1e-6, atol=1e-6)
+    bad = sess.run(None, {"context": contexts[:2], "candidates": np.array([[-1, V, 3]])})[0]
+    assert np.isnan(bad[:, :2]).all() and np.isfinite(bad[:, 2]).all()
+
+
 def test_arpa_round_trip_gives_the_models_probabilities(tmp_path):
     corpus = random_corpus(6, n=300)
     tokens, ids, lm = fit(corpus, 3)

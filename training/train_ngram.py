@@ -3,10 +3,11 @@
     zooserve train-ngram --unit char --order 7 --name island-ngram-char
     zooserve train-ngram --unit word --order 3 --name island-ngram-word3 --corpus ...
 
-Writes `<out>/<name>/<version>/`: `model.onnx` (context (B, N-1) -> log_probs (B, V)), `model.arpa.gz`
-(standard ARPA back-off format, readable by KenLM and SRILM), `vocab.json` and the card `model.json`.
-Before writing, it checks the ONNX graph against the numpy reference (<= 1e-5 on log-probabilities) and
-that scoring the test split through the ARPA file gives the model's own figures.
+Writes `<out>/<name>/<version>/`: `model.onnx` (context (B, N-1) [, candidates (B, K)] -> log_probs (B, V)
+or (B, K): see training/ngram/onnx_graph.py), `model.arpa.gz` (standard ARPA back-off format, readable by
+KenLM and SRILM), `vocab.json` and the card `model.json`. Before writing, it checks the ONNX graph against
+the numpy reference (<= 1e-5 on log-probabilities, with and without candidates) and that scoring the test
+split through the ARPA file gives the model's own figures.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from training.tasks import language_model as task
 
 PARITY_ATOL = 1e-5
 PARITY_CONTEXTS = 1000
+PARITY_CANDIDATES = 8
 DRY_RUN_CHARS = 20_000
 
 
@@ -55,12 +57,18 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def check_onnx(lm: NgramLM, path: Path, contexts: np.ndarray) -> dict:
-    """Compare onnxruntime with the numpy reference on real contexts (B, N-1); raise beyond PARITY_ATOL."""
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"context": contexts})[0]  # (B, V)
+def check_onnx(lm: NgramLM, path: Path, contexts: np.ndarray, seed: int = 0) -> dict:
+    """Compare onnxruntime with the numpy reference on real contexts (B, N-1), over the whole vocabulary and
+    for PARITY_CANDIDATES random candidate tokens per row; raise beyond PARITY_ATOL."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # not the warning that `candidates` is an overridable initializer: it is meant to be
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"context": contexts})[0]  # (B, V): the default candidates, every token
     want = lm.log_distribution(contexts)
-    diff = float(np.max(np.abs(got - want)))
+    candidates = np.random.default_rng(seed).integers(0, lm.vocab_size, (len(contexts), PARITY_CANDIDATES))
+    picked = sess.run(None, {"context": contexts, "candidates": candidates})[0]  # (B, K)
+    diff = max(float(np.max(np.abs(got - want))),
+               float(np.max(np.abs(picked - lm.log_probs(contexts, candidates)))))
     agree = float(np.mean(got.argmax(1) == want.argmax(1)))
     if diff > PARITY_ATOL:
         raise RuntimeError(f"{path}: max |ORT - numpy| = {diff:.3g} on log-probabilities (tolerance {PARITY_ATOL})")
@@ -129,8 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         "description": f"Order-{args.order} {args.unit} n-gram LM, "
                        + ("interpolated modified Kneser-Ney" if args.smoothing == "kneser-ney" else f"add-{args.add_k} smoothing")
                        + f", on {data.dataset['name']}",
-        "inputs": [{"name": "context", "datatype": "INT64", "shape": [-1, args.order - 1]}],
-        "outputs": [{"name": "log_probs", "datatype": "FP32", "shape": [-1, len(v)]}],
+        "inputs": [{"name": "context", "datatype": "INT64", "shape": [-1, args.order - 1]},
+                   {"name": "candidates", "datatype": "INT64", "shape": [-1, -1], "optional": True}],
+        "outputs": [{"name": "log_probs", "datatype": "FP32", "shape": [-1, -1]}],  # (B, V) or (B, K)
         "preprocess": task.text_preprocess(v, context_length=args.order - 1),
         "batching": {"max_batch_size": 64, "max_delay_ms": 1.0},
         "metrics": figures,

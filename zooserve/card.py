@@ -28,6 +28,11 @@ class TensorSpec(_Strict):
     name: str
     datatype: Datatype
     shape: list[int] = Field(min_length=1, description="-1 marks a dynamic axis")
+    # Left out of the JSON when false, so cards and V2 metadata of graphs without one read as before.
+    optional: bool = Field(False, exclude_if=lambda v: not v,
+                           description="inputs only: the graph holds a default for it (an initializer that a "
+                                       "feed overrides, as Triton's `optional` inputs), so a request may leave "
+                                       "it out, e.g. an n-gram model's `candidates`")
 
     @model_validator(mode="after")
     def _dims(self):
@@ -200,6 +205,14 @@ class ModelCard(_Strict):
     artifact: Artifact
     extra_files: list[Artifact] = Field(default_factory=list, description="vocabulary, ARPA file, ...")
     created: str
+
+    @model_validator(mode="after")
+    def _outputs_are_never_optional(self):
+        if any(o.optional for o in self.outputs):
+            raise ValueError("only inputs can be optional")
+        if all(i.optional for i in self.inputs):
+            raise ValueError("at least one input is required")
+        return self
 
     @model_validator(mode="after")
     def _labels_match_logits(self):

@@ -229,6 +229,27 @@ def test_requests_of_different_trailing_shapes_or_dtypes_never_share_a_batch():
         np.testing.assert_array_equal(out["y"], expected(r))
 
 
+def test_requests_with_different_inputs_never_share_a_batch():
+    """An optional input (an n-gram model's `candidates`) sent by some requests and not by others, or with
+    another trailing shape, splits them into batches of one kind each."""
+    def with_c(n: int, start: float, k: int) -> dict[str, np.ndarray]:
+        return rows(n, start) | {"c": np.full((n, k), start, np.int64)}
+
+    async def body():
+        fake = FakeModel()
+        b = make_batcher(fake, max_batch_size=16, max_delay_ms=5)
+        reqs = [rows(1, 0), with_c(2, 10, 1), rows(2, 20), with_c(1, 30, 1), with_c(1, 40, 3)]
+        results = await asyncio.gather(*(b.submit(r, timeout_s=5) for r in reqs))
+        await b.drain_and_stop()
+        return fake, reqs, results
+
+    fake, reqs, results = run(body)
+    seen = [(sorted(batch), len(batch["x"]), batch["c"].shape[1:] if "c" in batch else None) for batch in fake.batches]
+    assert seen == [(["x"], 3, None), (["c", "x"], 3, (1,)), (["c", "x"], 1, (3,))]
+    for r, out in zip(reqs, results):
+        np.testing.assert_array_equal(out["y"], expected(r))
+
+
 def test_each_request_gets_exactly_its_own_rows_back():
     async def body():
         fake = FakeModel()

@@ -66,6 +66,10 @@ def test_fixed_first_axis_is_not_batchable(make_repo):
     ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, -1]}]}, ["shape", "[-1, 1, 28, -1]"]),
     ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]},
                  {"name": "mask", "datatype": "BOOL", "shape": [-1, 28]}]}, ["inputs", '\"mask\"']),
+    # W is a constant of this graph (an initializer, not a graph input): nothing a request could override.
+    ({"inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 28, 28]},
+                 {"name": "W", "datatype": "FP32", "shape": [784, 10], "optional": True}]},
+     ["optional input", '\"W\"', "holds no default"]),
 ])
 def test_card_that_disagrees_with_the_graph_is_refused(make_repo, change, words):
     repo = make_repo(("lin", 1))

@@ -76,3 +76,37 @@ def test_a_recurrent_model_refuses_a_sequence_beyond_the_setting_and_a_token_pas
     assert long.status_code == 400 and "at most 64 tokens" in long.json()["error"], long.text
     assert past.status_code == 400 and f"from 0 to {vocab - 1}, got {vocab}" in past.json()["error"], past.text
     assert ok.status_code == 200, ok.text
+
+
+def test_an_ngram_model_answers_v2_infer_with_or_without_candidates(lm_repo, serve):
+    """`candidates` is optional: without it the whole distribution (B, V), with it (B, K) of the given token
+    ids, each a column of the former; ids outside the vocabulary, or rows that differ from the context's,
+    are refused. The metadata lists it as optional."""
+    vocab = Vocab.load(lm_repo / "ngram" / "1" / "vocab.json")
+    V, bos = len(vocab), vocab.id("<s>")
+    context = np.array([[bos, vocab.index["T"]], [vocab.index["h"], vocab.index["e"]], [bos, bos]], np.int64)
+    cand = np.array([[vocab.index["h"], bos], [vocab.index[" "], vocab.index["h"]], [0, V - 1]], np.int64)
+
+    def doc(**tensors):
+        return {"inputs": [infer_json(x, name=n)["inputs"][0] for n, x in tensors.items()]}
+
+    async def body(client, app):
+        meta = (await client.get("/v2/models/ngram")).json()
+        answers = [await client.post("/v2/models/ngram/infer", json=doc(**t)) for t in (
+            {"context": context}, {"context": context, "candidates": cand},
+            {"context": context, "candidates": np.array([[V]])}, {"context": context, "candidates": cand[:1]},
+            {"candidates": cand})]
+        return meta, answers
+
+    meta, (full, picked, past, rows, alone) = serve(lm_repo, body)
+    assert meta["inputs"] == [{"name": "context", "datatype": "INT64", "shape": [-1, 2]},
+                              {"name": "candidates", "datatype": "INT64", "shape": [-1, -1], "optional": True}]
+    assert full.status_code == 200 and picked.status_code == 200, (full.text, picked.text)
+    dist = np.array(full.json()["outputs"][0]["data"], np.float32).reshape(3, V)
+    out = picked.json()["outputs"][0]
+    assert out["shape"] == [3, 2]
+    np.testing.assert_allclose(np.array(out["data"], np.float32).reshape(3, 2), np.take_along_axis(dist, cand, 1),
+                               rtol=1e-6, atol=1e-6)
+    assert past.status_code == 400 and f"from 0 to {V - 1}, got {V}" in past.json()["error"], past.text
+    assert rows.status_code == 400 and "disagree on the batch size" in rows.json()["error"], rows.text
+    assert alone.status_code == 400 and 'takes inputs ["context"] and optionally ["candidates"]' in alone.json()["error"]

@@ -116,11 +116,16 @@ class NgramLM:
         """(B, V) probabilities over the whole vocabulary for contexts (B, N-1)."""
         return self.probs(context, np.arange(self.vocab_size, dtype=np.int64)[None, :])
 
-    def log_distribution(self, context: np.ndarray) -> np.ndarray:
-        """(B, V) natural-log probabilities, LOG_ZERO where the probability is 0: what the ONNX graph outputs."""
-        p = self.distribution(context)
+    def log_probs(self, context: np.ndarray, words: np.ndarray) -> np.ndarray:
+        """(B, W) natural-log probabilities of `words` (as in `probs`), LOG_ZERO where the probability is 0:
+        what the ONNX graph outputs for those candidates."""
+        p = self.probs(context, words)
         with np.errstate(divide="ignore"):
             return np.where(p > 0, np.log(p), LOG_ZERO)
+
+    def log_distribution(self, context: np.ndarray) -> np.ndarray:
+        """(B, V) `log_probs` of every token: what the ONNX graph outputs without candidates."""
+        return self.log_probs(context, np.arange(self.vocab_size, dtype=np.int64)[None, :])
 
     def score(self, sentences: list[np.ndarray]) -> "Score":
         """Log-probability of every token and of `</s>` after each sentence (ids without boundaries)."""

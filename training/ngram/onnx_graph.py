@@ -1,14 +1,23 @@
-"""An `NgramLM` as an ONNX graph: context (B, N-1) int64 -> log_probs (B, V) float32.
+"""An `NgramLM` as an ONNX graph: context (B, N-1) int64 [, candidates (B or 1, K) int64] -> log_probs (B, K).
+
+`candidates` holds the tokens whose log-probabilities are wanted, per row (B, K) or for every row (1, K).
+It is optional: its default (an initializer, which onnxruntime lets a feed override) is every token,
+arange(V) as (1, V), so a caller that sends only `context` gets the whole distribution (B, V), as a
+sampler needs, and one that sends each position's next token as (B, 1) gets one log-probability per row,
+as scoring needs, from the SAME lookup tables (no second copy in the file or in memory): the
+recursion below is independent per candidate token w.
 
 The graph runs the interpolation recursion of `training.ngram.model` with exact table lookups, using
 `ai.onnx.ml` LabelEncoder (opset 4, tensor-valued keys and values) over int64 keys:
 
     context ids:  id_1 = last token; id_j = Enc_j(id_{j-1} * V + token_{-j})        (-1 when unseen,
                   or when a token is outside [0, V))
-    level k:      alpha_k = EncA_k(id_{k-1} * V + arange(V))  (B, V), default 0
-                  gamma_k = EncG_k(id_{k-1})                   (B,),   default 1
-                  p = alpha_k + gamma_k * p                    starting from p_0 = uniform
-    output:       log(p), or LOG_ZERO (the ARPA -99 in log10) where p = 0, i.e. for `<s>`
+    p_0 = uniform[w]                                           (B or 1, K)
+    level k:      alpha_k = EncA_k(id_{k-1} * V + w)           (B, K), default 0 (alpha_1 = a table row)
+                  gamma_k = EncG_k(id_{k-1})                   (B, 1), default 1
+                  p = alpha_k + gamma_k * p
+    output:       log(p), or LOG_ZERO (the ARPA -99 in log10) where p = 0, i.e. for `<s>`;
+                  NaN for a candidate outside [0, V), which is no token (the server refuses those)
 
 Keys are `id * V + token` with id < #types of that order, so they are unique by construction (no
 hashing); `export` checks that the largest key fits in int64. An unseen context has id -1, so its keys
@@ -45,8 +54,10 @@ def build_graph(lm: NgramLM, *, doc: str = "") -> onnx.ModelProto:
     if largest > INT64_MAX:
         raise OverflowError(f"lookup keys up to {largest} do not fit in int64")
     inits = [numpy_helper.from_array(np.array(V, np.int64), "V"),
-             numpy_helper.from_array(np.arange(V, dtype=np.int64)[None, :], "vocab_row"),  # (1, V)
-             numpy_helper.from_array(lm.uniform.astype(np.float32)[None, :], "p_0")]  # (1, V)
+             # The optional input's default: every token, (1, V). A feed of `candidates` replaces it.
+             numpy_helper.from_array(np.arange(V, dtype=np.int64)[None, :], "candidates"),
+             numpy_helper.from_array(lm.uniform.astype(np.float32), "uniform"),  # (V,) p_0
+             numpy_helper.from_array(np.array(np.nan, np.float32), "nan")]
     nodes: list[onnx.NodeProto] = []
 
     def mul_add(a: str, b: str, c: str, out: str):
@@ -74,17 +85,26 @@ def build_graph(lm: NgramLM, *, doc: str = "") -> onnx.ModelProto:
               numpy_helper.from_array(np.array(0, np.int64), "zero"),
               numpy_helper.from_array(np.array(-1, np.int64), "minus_one")]
 
+    # Candidates (C, K), C = B or 1: a token outside [0, V) would alias another key or wrap around in
+    # Gather, so it reads token 0 and its p_0 is NaN, which every level carries to the output.
+    nodes += [helper.make_node("GreaterOrEqual", ["candidates", "zero"], ["cand_ge0"]),
+              helper.make_node("Less", ["candidates", "V"], ["cand_ltV"]),
+              helper.make_node("And", ["cand_ge0", "cand_ltV"], ["cand_ok"]),
+              helper.make_node("Where", ["cand_ok", "candidates", "zero"], ["cand"]),
+              helper.make_node("Gather", ["uniform", "cand"], ["uniform_w"], axis=0),
+              helper.make_node("Where", ["cand_ok", "uniform_w", "nan"], ["p_0"])]  # (C, K)
     p = "p_0"
     for k, lev in enumerate(lm.levels, start=1):
         keep = lev.alpha > 0
         alpha = np.zeros(V, np.float32)
-        if k == 1:  # the empty context: alpha_1 is one constant row
+        if k == 1:  # the empty context: alpha_1 is one row (V,), read at the candidates
             alpha[lev.last[keep]] = lev.alpha[keep]
-            inits += [numpy_helper.from_array(alpha[None, :], "alpha_1"),
+            inits += [numpy_helper.from_array(alpha, "alpha_1_row"),
                       numpy_helper.from_array(np.array([[lev.gamma[0]]], np.float32), "gamma_1")]
+            nodes.append(helper.make_node("Gather", ["alpha_1_row", "cand"], ["alpha_1"], axis=0))  # (C, K)
         else:
             nodes.append(helper.make_node("Unsqueeze", [f"ctx_{k - 1}", "axis1"], [f"ctx_{k - 1}_col"]))  # (B, 1)
-            mul_add(f"ctx_{k - 1}_col", "V", "vocab_row", f"alpha_{k}_key")  # (B, V)
+            mul_add(f"ctx_{k - 1}_col", "V", "cand", f"alpha_{k}_key")  # (B, K)
             nodes.append(_encoder(f"alpha_{k}", f"alpha_{k}_key", f"alpha_{k}",
                                   lev.prefix[keep] * V + lev.last[keep], lev.alpha[keep].astype(np.float32), 0.0))
             used = np.flatnonzero(lev.gamma != 1.0)
@@ -95,14 +115,16 @@ def build_graph(lm: NgramLM, *, doc: str = "") -> onnx.ModelProto:
         p = f"p_{k}"
     inits += [numpy_helper.from_array(np.array(0, np.float32), "zero_f"),
               numpy_helper.from_array(np.array(LOG_ZERO, np.float32), "log_zero")]
+    # p <= 0 rather than p > 0 picks LOG_ZERO, so that a NaN (a candidate that is no token) stays NaN.
     nodes += [helper.make_node("Log", [p], ["log_p"]),
-              helper.make_node("Greater", [p, "zero_f"], ["p_positive"]),
-              helper.make_node("Where", ["p_positive", "log_p", "log_zero"], ["log_probs"])]
+              helper.make_node("LessOrEqual", [p, "zero_f"], ["p_zero"]),
+              helper.make_node("Where", ["p_zero", "log_zero", "log_p"], ["log_probs"])]
 
     graph = helper.make_graph(
         nodes, f"ngram{lm.order}",
-        [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", max(n, 1)])],
-        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["batch", V])],
+        [helper.make_tensor_value_info("context", TensorProto.INT64, ["batch", max(n, 1)]),
+         helper.make_tensor_value_info("candidates", TensorProto.INT64, ["candidate_rows", "candidates"])],
+        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["batch", "candidates"])],
         initializer=inits, doc_string=doc,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET),

@@ -71,6 +71,10 @@ class OnnxModel:
         """`blob`: the file's bytes when the caller has read them already (to check their sha256)."""
         if blob is None and not path.is_file():
             raise ModelLoadError(f"{path.name} is missing")
+        if any(s.optional for s in card.inputs):
+            # An optional input's default is an initializer listed among the graph inputs, which onnxruntime
+            # warns about at every load ("will not be treated as constant"): that is the point of it.
+            options.log_severity_level = max(options.log_severity_level, 3)
         try:
             self.session = ort.InferenceSession(blob if blob is not None else str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises several private exception types for bad files
@@ -82,14 +86,22 @@ class OnnxModel:
         self.output_names = [o.name for o in card.outputs]
 
     def validate(self) -> None:
-        """The card's inputs and outputs must match the graph's names, datatypes and shapes."""
-        for kind, specs, nodes in (("input", self.card.inputs, self.session.get_inputs()),
+        """The card's inputs and outputs must match the graph's names, datatypes and shapes; an optional input
+        must be one the graph holds a default for (an initializer that is also a graph input)."""
+        required = [s for s in self.card.inputs if not s.optional]
+        for kind, specs, nodes in (("input", required, self.session.get_inputs()),
                                    ("output", self.card.outputs, self.session.get_outputs())):
             by_name = {n.name: n for n in nodes}
             if sorted(by_name) != sorted(s.name for s in specs):
                 raise ModelLoadError(f"{kind}s: card lists {shown([s.name for s in specs], 400)}, graph has {shown(sorted(by_name), 400)}")
             for spec in specs:
                 _check_spec(kind, spec, by_name[spec.name])
+        defaults = {n.name: n for n in self.session.get_overridable_initializers()}
+        for spec in self.card.inputs:
+            if spec.optional and spec.name not in defaults:
+                raise ModelLoadError(f"optional input {shown(spec.name)}: the graph holds no default for it")
+            if spec.optional:
+                _check_spec("optional input", spec, defaults[spec.name])
 
     @cached_property
     def batchable(self) -> bool:
@@ -101,10 +113,13 @@ class OnnxModel:
         return dict(zip(self.output_names, outputs))
 
     def warmup(self) -> None:
-        """One inference at batch 1 with zeros, so the first client does not pay for lazy initialisation."""
+        """One inference at batch 1 with zeros, so the first client does not pay for lazy initialisation:
+        without the optional inputs, then (if there are any) with them, since both are served."""
         feeds = {s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=V2_TO_NUMPY[s.datatype])
                  for s in self.card.inputs}
-        self.run(feeds)
+        self.run({s.name: feeds[s.name] for s in self.card.inputs if not s.optional})
+        if len(feeds) > sum(not s.optional for s in self.card.inputs):
+            self.run(feeds)
 
 
 def serving_session_options(s: Settings) -> ort.SessionOptions:

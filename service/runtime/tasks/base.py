@@ -161,12 +161,16 @@ class ServedModel:
                                f"{low if low < lo else high}")
 
     def check_inputs(self, inputs: Tensors) -> None:
-        """Names, datatypes and shapes must match the card (-1 = any size); rows must fit one batch."""
+        """Names, datatypes and shapes must match the card (-1 = any size), optional inputs may be left out;
+        rows must fit one batch. The batcher batches only requests with the same inputs and trailing shapes."""
         card, batchable = self.card, self.session.batchable
         expected = {s.name: s for s in card.inputs}
-        if set(inputs) != set(expected):
-            raise BadInput(f"model {shown(card.name)} takes inputs {shown(sorted(expected), 400)}, got "
-                           f"{shown(sorted(inputs))}")
+        required = {s.name for s in card.inputs if not s.optional}
+        if not required <= set(inputs) <= set(expected):
+            optional = sorted(set(expected) - required)
+            raise BadInput(f"model {shown(card.name)} takes inputs {shown(sorted(required), 400)}"
+                           + (f" and optionally {shown(optional, 400)}" if optional else "")
+                           + f", got {shown(sorted(inputs))}")
         for name, arr in inputs.items():
             spec = expected[name]
             if arr.dtype != np.dtype(V2_TO_NUMPY[spec.datatype]):

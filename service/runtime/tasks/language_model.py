@@ -4,8 +4,10 @@ Scoring gives the log-probability the model assigns each token of a text, and th
 
 n-gram models read the text as training did: one `<s> ... </s>` sequence per sentence (word models) or
 paragraph (char models), so their figures equal what the ARPA file gives for the same text. Each token's
-context (the N-1 tokens before it, `<s>`-padded) is one row of the graph's input; rows go through the
-model's batcher in chunks of its batch size, so scoring shares batches with other requests.
+context (the N-1 tokens before it, `<s>`-padded) is one row of the graph's input, and the token itself that
+row's one candidate, so the graph looks up one log-probability per row instead of the V of a whole
+distribution (training/ngram/onnx_graph.py). Rows go through the model's batcher in chunks of SCORE_ROWS,
+and other requests to the model run between chunks.
 
 Recurrent models read the text as one stream of paragraphs, each ended by "\\n", starting from a zero state
 primed with "\\n" (a paragraph start), so that every character, the first included, is scored.
@@ -21,13 +23,18 @@ import numpy as np
 from service.runtime.errors import BadInput, ModelLoadError
 from service.runtime.generation.request import GenRequest, Generation
 from service.runtime.generation.scheduler import Scheduler
-from service.runtime.generation.stepping import NgramStep, RecurrentStep, bos_padded, primed, zero_state
+from service.runtime.generation.stepping import NgramStep, RecurrentStep, primed, zero_state
 from service.runtime.tasks.base import ServedModel
 from zooserve.numeric import log_softmax
 from zooserve.text import Vocab
 
 MAX_CHARS = 100_000
 SCORE_CHUNK = 1024  # tokens per graph call when a recurrent model scores a text
+# Rows (tokens) per graph call when an n-gram model scores a text, one candidate each. Such a call runs
+# alone (it is over max_batch_size) and costs at most about twice the table lookups of a full batch of 64
+# whole distributions: the char 8-gram 4,096 x 20 = 82k against 64 x (81 x 7 + 13) = 37k, the word trigram
+# 4,096 x 5 = 20k against 64 x (9,204 x 2 + 3) = 1.2M. So a long text holds the model little longer per call.
+SCORE_ROWS = 4096
 
 
 def card_vocab(card, files: dict[str, bytes]) -> Vocab:
@@ -72,13 +79,12 @@ class LanguageModel(ServedModel):
         if len(text) > MAX_CHARS:
             raise BadInput(f'"text" has {len(text)} characters; the limit is {MAX_CHARS}')
         ids, logp = await self.token_logprobs(text, timeout_s)
-        vocab, total = self.vocab, float(logp.sum())
-        spelled = {vocab.id(vocab.eos): vocab.eos_text} if vocab.eos else {}
+        total, texts = float(logp.sum()), self.stepper.texts  # texts: `</s>` reads as "\n"
         ce = -total / len(ids)
         return {
             "model": self.name, "version": str(self.version),
-            "tokens": [{"token": spelled.get(int(t), vocab.tokens[int(t)]), "id": int(t), "logprob": float(lp)}
-                       for t, lp in zip(ids, logp)],
+            # Python ints and floats from tolist(): a numpy scalar per token costs more than the rest together.
+            "tokens": [{"token": texts[t], "id": t, "logprob": lp} for t, lp in zip(ids.tolist(), logp.tolist())],
             "token_count": len(ids), "logprob": total, "cross_entropy": ce,
             "bits_per_token": ce / math.log(2), "perplexity": math.exp(ce),
         }
@@ -118,25 +124,51 @@ class RecurrentLanguageModel(LanguageModel):
 
 
 class NgramLanguageModel(LanguageModel):
-    """ngram/*: a context (B, N-1) in, log_probs (B, V) of the next token out."""
+    """ngram/*: a context (B, N-1) and, optionally, candidates (B, K) in; log_probs (B, V) of every next
+    token, or (B, K) of the candidates, out. Graphs exported before `candidates` existed give (B, V) only,
+    and score through the whole distribution."""
 
     stepper_class = NgramStep
 
+    def __init__(self, card, session, *, files, settings, arrivals=None):
+        super().__init__(card, session, files=files, settings=settings, arrivals=arrivals)
+        self.candidates = any(s.name == "candidates" and s.optional for s in card.inputs)
+
+    def index_bounds(self) -> dict[str, tuple[int, int]]:
+        return {s.name: (0, len(self.vocab) - 1) for s in self.card.inputs}  # context and candidates: token ids
+
     async def token_logprobs(self, text: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
-        vocab, n = self.vocab, self.card.preprocess.context_length
-        eos = vocab.id(vocab.eos)
-        contexts, targets = [], []
-        for seq in vocab.segments(text):
-            full = np.append(bos_padded(vocab, n, seq), eos)
-            contexts.append(np.lib.stride_tricks.sliding_window_view(full[:-1], n))  # (len + 1, n)
-            targets.append(full[n:])
-        if not targets:
+        vocab = self.vocab
+        segments = vocab.segments(text)
+        if not segments:
             raise BadInput("the text has no tokens to score")
-        ctx, tgt = np.concatenate(contexts), np.concatenate(targets)
-        step = self.batcher.max_batch_size
-        logp = []
-        for i in range(0, len(tgt), step):
-            out = await self.batcher.submit({"context": np.ascontiguousarray(ctx[i:i + step])}, timeout_s=timeout_s)
-            rows = out["log_probs"]  # (rows, V) log-probabilities
-            logp.append(rows[np.arange(len(rows)), tgt[i:i + step]].astype(np.float64))
-        return tgt, np.concatenate(logp)
+        ctx, tgt = score_rows(segments, self.card.preprocess.context_length, vocab.id(vocab.bos), vocab.id(vocab.eos))
+        step = SCORE_ROWS if self.candidates else self.batcher.max_batch_size
+        logp = np.empty(len(tgt))
+        for lo in range(0, len(tgt), step):
+            rows = slice(lo, lo + step)
+            feeds = {"context": ctx[rows]} | ({"candidates": tgt[rows, None]} if self.candidates else {})
+            out = (await self.batcher.submit(feeds, timeout_s=timeout_s))["log_probs"]  # (rows, 1) or (rows, V)
+            logp[rows] = out[:, 0] if self.candidates else out[np.arange(len(out)), tgt[rows]]
+        return tgt, logp
+
+
+def score_rows(segments: list[np.ndarray], n: int, bos: int, eos: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every token of every segment (sentence or paragraph) and the `</s>` after it, as targets (T,), each
+    with its context (T, n): the n tokens before it in its segment, `<s>` where the segment has none.
+
+        segments [a b] [c], n = 2  ->  targets         a    b    </s> c    </s>
+                                       context[:, 0]   <s>  <s>  a    <s>  <s>
+                                       context[:, 1]   <s>  a    b    <s>  c
+    """
+    lengths = np.fromiter((len(s) + 1 for s in segments), np.int64, len(segments))  # (S,) targets per segment
+    ends = np.cumsum(lengths)  # (S,) one past each segment's `</s>`
+    tgt = np.full(int(ends[-1]), eos, np.int64)  # (T,)
+    is_token = np.ones(len(tgt), bool)
+    is_token[ends - 1] = False
+    tgt[is_token] = np.concatenate(segments)
+    pos = np.arange(len(tgt)) - np.repeat(ends - lengths, lengths)  # (T,) position in its segment
+    back = np.arange(n, 0, -1)  # (n,) how far back each context column reads, oldest first
+    src = np.arange(len(tgt))[:, None] - back  # (T, n)
+    ctx = np.where(pos[:, None] >= back, tgt[np.maximum(src, 0)], bos)
+    return ctx, tgt
