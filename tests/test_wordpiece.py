@@ -248,7 +248,9 @@ def test_added_tokens_matched_other_than_as_they_are_are_refused(flag):
         WordPieceTokenizer(doc)
 
 
-@pytest.mark.parametrize("blob", [b"\xff", b"{not json", b"[1, 2]"])
+@pytest.mark.parametrize("blob", [b"\xff", b"{not json", b"[1, 2]", b'{"model": {"type": "WordPiece", "vocab": '
+                                  b'{"[UNK]": 0}, "unk_token": "[UNK]"}, "normalizer": {"type": "BertNormalizer"}, '
+                                  b'"pre_tokenizer": {"type": "BertPreTokenizer"}, "added_tokens": [{"id": 0}]}'])
 def test_a_file_that_is_not_a_tokenizer_json_is_refused(blob):
     with pytest.raises(ValueError, match="not a tokenizer.json file"):
         WordPieceTokenizer.from_json(blob)

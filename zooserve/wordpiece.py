@@ -151,7 +151,10 @@ class WordPieceTokenizer:
             raise ValueError(f"not a tokenizer.json file: {exc}") from None
         if not isinstance(doc, dict):
             raise ValueError("not a tokenizer.json file: not a JSON object")
-        return cls(doc)
+        try:
+            return cls(doc)
+        except (KeyError, TypeError, AttributeError) as exc:  # a field missing, or of another JSON type
+            raise ValueError(f"not a tokenizer.json file: {type(exc).__name__} {exc}") from None
 
     def truncated(self, max_length: int) -> "WordPieceTokenizer":
         """A copy that truncates as tokenizers' `enable_truncation(max_length)` sets it (Right)."""
