@@ -25,9 +25,10 @@ COPY deploy/docker/constraints-serve.txt /tmp/constraints.txt
 # --no-compile: no .pyc files (about 37 MB for this stack); the root filesystem is read-only at run time
 # anyway, so they could not be written later either. pip and setuptools (which `venv` seeds on 3.11; 8 MB,
 # imported by nothing in the serving stack) leave the venv once pip has done its job.
-# The installed distributions' own test suites (numpy's, fsspec's: 8 MB) and onnxruntime's offline
-# tooling (transformers, quantization, tools: 5 MB) go too: the service imports none of them. The install
-# itself (what, which versions) is the README's, from the same constraints file.
+# The installed distributions' own test suites (numpy's) and onnxruntime's offline tooling (transformers,
+# quantization, tools: 5 MB) go too: the service imports none of them. The install itself (what, which
+# versions) is the README's, from the same constraints file; it has no Hugging Face `tokenizers` (the service
+# reads tokenizer.json itself, zooserve/wordpiece.py), and uvicorn without its `standard` extra (+ uvloop, httptools).
 # deploy/image_size.py runs these lines to estimate the image's size (CI: deploy/validate.sh).
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-compile -c /tmp/constraints.txt . \
@@ -35,8 +36,9 @@ RUN python -m venv /opt/venv \
     && site=$(/opt/venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])") \
     && find "$site" -type d -name tests -prune -exec rm -rf {} + \
     && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools" \
-    && /opt/venv/bin/python -c "import onnxruntime, numpy, PIL, tokenizers, service.app" \
-    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null
+    && /opt/venv/bin/python -c "import onnxruntime, numpy, PIL, uvloop, httptools, service.app" \
+    && ! /opt/venv/bin/python -c "import torch" 2>/dev/null \
+    && ! /opt/venv/bin/python -c "import tokenizers" 2>/dev/null
 
 # --- serve: CPU serving image -------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS serve

@@ -1,5 +1,6 @@
 """The package boundaries, read from the source (every import statement, also inside functions):
-training and service share only the contract package `zooserve`; service never imports torch."""
+training and service share only the contract package `zooserve`; service never imports torch, and neither
+imports Hugging Face `tokenizers` (not in the serving install: zooserve.wordpiece reads tokenizer.json)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ def sources(package: str) -> list[Path]:
     return sorted(p for p in (ROOT / package).rglob("*.py") if p != CLI)
 
 
-@pytest.mark.parametrize("package, forbidden", [("training", {"service"}), ("service", {"training", "torch"}),
-                                                ("zooserve", {"service", "training", "torch", "onnxruntime"})])
+@pytest.mark.parametrize("package, forbidden", [
+    ("training", {"service"}), ("service", {"training", "torch", "tokenizers"}),
+    ("zooserve", {"service", "training", "torch", "onnxruntime", "tokenizers"})])
 def test_packages_import_only_across_the_contract(package, forbidden):
     found = {str(p.relative_to(ROOT)): sorted(imported(p) & forbidden) for p in sources(package)}
     assert sources(package) and not {k: v for k, v in found.items() if v}

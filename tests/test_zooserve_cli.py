@@ -13,7 +13,7 @@ from zooserve import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 # The import names of the `train` extras (pyproject.toml), none of which the serving install has.
-TRAIN_EXTRAS = ("torch", "onnx", "onnxscript", "matplotlib", "sklearn", "safetensors")
+TRAIN_EXTRAS = ("torch", "onnx", "onnxscript", "matplotlib", "sklearn", "safetensors", "tokenizers")
 # An option that only this subcommand's own parser has (so a help text of the wrong command fails).
 OWN_OPTION = {
     "serve": "--workers",
@@ -156,10 +156,11 @@ def test_a_missing_module_of_the_project_is_a_bug_not_missing_extras(monkeypatch
 
 @pytest.fixture
 def small_repository(tmp_path) -> Path:
-    """A repository with the shipped fashion-lenet and island-ngram-word3 (linked, not copied)."""
+    """A repository with the shipped fashion-lenet, island-ngram-word3 and tweets-transformer-int8 (a subword
+    text classifier: its tokenizer.json needs no `tokenizers`), linked, not copied."""
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("fashion-lenet", "island-ngram-word3"):
+    for name in ("fashion-lenet", "island-ngram-word3", "tweets-transformer-int8"):
         (repo / name).symlink_to(ROOT / "models" / name)
     return repo
 
@@ -168,8 +169,10 @@ def small_repository(tmp_path) -> Path:
 def test_repository_check_on_the_serving_install(argv, small_repository):
     proc = run_zooserve(*argv, "--repository", str(small_repository), block=TRAIN_EXTRAS)
     assert proc.returncode == 0, proc.stderr
+    text_version = max(int(p.parent.name) for p in (small_repository / "tweets-transformer-int8").glob("*/model.json"))
     assert sorted(line.split()[:2] for line in proc.stdout.splitlines()) == [
-        ["fashion-lenet/1:", "READY"], ["island-ngram-word3/1:", "READY"]]
+        ["fashion-lenet/1:", "READY"], ["island-ngram-word3/1:", "READY"],
+        [f"tweets-transformer-int8/{text_version}:", "READY"]]
 
     broken = small_repository / "broken" / "1"
     broken.mkdir(parents=True)

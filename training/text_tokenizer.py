@@ -1,8 +1,8 @@
 """A WordPiece subword tokenizer, trained with Hugging Face `tokenizers` and saved as one `tokenizer.json`.
 
 The file holds everything encoding needs (lowercasing normaliser, pre-tokenizer, vocabulary, the
-`[CLS] ... [SEP]` template, truncation and padding), so the service loads it with
-`tokenizers.Tokenizer.from_file` and gets the same ids as training, with no torch and no code of ours.
+`[CLS] ... [SEP]` template, truncation and padding), so the service reads it (`zooserve/wordpiece.py`, pure
+Python: the serving install has no `tokenizers`) and gets the same ids as training, with no torch.
 It is trained on the training split only, so validation and test words are not in its vocabulary by design.
 """
 

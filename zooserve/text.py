@@ -16,6 +16,8 @@ from typing import Iterable, Literal
 
 import numpy as np
 
+from zooserve.wordpiece import WordPieceTokenizer
+
 
 def paragraphs(text: str) -> list[str]:
     """Blank-line separated blocks, each with its wrapped lines joined by single spaces."""
@@ -126,42 +128,36 @@ class Vocab:
         return cls.from_json(Path(path).read_bytes())
 
 
-# -- subword tokenizers (WordPiece, BPE) for the text classifiers ------------------------------------------
+# -- subword tokenizers (WordPiece) for the text classifiers -----------------------------------------------
 
 INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"  # the graph inputs a subword classifier's card names
 PREFIX_CHARS_PER_TOKEN = 16  # a long text is first encoded from its first max_length * 16 characters
 
 
 class SubwordTokenizer:
-    """A Hugging Face `tokenizers` file (tokenizer.json) used exactly as training encoded with it:
-    normaliser, pre-tokenizer, WordPiece/BPE model and the `[CLS] $A [SEP]` template all come from the file,
-    and texts are truncated to the card's `max_length` (special tokens included, longest-first from the
-    right, as `training/text_tokenizer.py` sets it). Rows come back unpadded: the batcher pads each formed
-    batch to its longest row, with `pad_values`."""
+    """A Hugging Face `tokenizers` file (tokenizer.json) used exactly as training encoded with it, read by
+    `zooserve.wordpiece` (pure Python: the serving install has no `tokenizers`): normaliser, pre-tokenizer,
+    WordPiece model and the `[CLS] $A [SEP]` template all come from the file, and texts are truncated to the
+    card's `max_length` (special tokens included, from the right, as `training/text_tokenizer.py` sets it).
+    Rows come back unpadded: the batcher pads each formed batch to its longest row, with `pad_values`."""
 
     def __init__(self, blob: bytes, *, max_length: int | None, special_tokens: dict[str, str], vocab_size: int):
-        from tokenizers import Tokenizer  # imported here: the char and word models never need it
-
-        try:
-            tok = Tokenizer.from_str(blob.decode("utf-8"))
-        except Exception as exc:  # tokenizers raises its own Exception type for a malformed file
-            raise ValueError(f"not a tokenizers file: {exc}") from None
-        if tok.get_vocab_size() != vocab_size:
-            raise ValueError(f"it has {tok.get_vocab_size()} tokens, the card says vocab_size {vocab_size}")
+        tok = WordPieceTokenizer.from_json(blob)  # a ValueError names what it cannot read
+        if tok.vocab_size != vocab_size:
+            raise ValueError(f"it has {tok.vocab_size} tokens, the card says vocab_size {vocab_size}")
         trunc = tok.truncation
-        if trunc is not None and max_length is not None and trunc["max_length"] != max_length:
-            raise ValueError(f"it truncates to {trunc['max_length']} tokens, the card says max_length {max_length}")
-        tok.no_padding()
+        if trunc is not None and max_length is not None and trunc.max_length != max_length:
+            raise ValueError(f"it truncates to {trunc.max_length} tokens, the card says max_length {max_length}")
         if max_length is not None:
-            tok.enable_truncation(max_length)
+            tok = tok.truncated(max_length)
         self.tok, self.max_length = tok, max_length
         self.pad_id = self._id(special_tokens, "pad")
-        probe = tok.encode("a").ids
+        probe = tok.encode("a")
         for role, pos in (("cls", 0), ("sep", -1)):  # the card promises [CLS] ... [SEP]: check the file does it
             if role in special_tokens and probe[pos] != self._id(special_tokens, role):
                 raise ValueError(f"it does not put {special_tokens[role]} at position {pos} of every text, as the "
                                  f"card's special tokens say")
-        self.specials = tok.num_special_tokens_to_add(False)  # tokens the template adds to every text
+        self.specials = tok.num_special_tokens  # tokens the template adds to every text
 
     def _id(self, special_tokens: dict[str, str], role: str) -> int:
         token = special_tokens.get(role)
@@ -182,15 +178,11 @@ class SubwordTokenizer:
         a whitespace (a word boundary: words before it tokenise as in the whole text) and still yields
         max_length tokens; the prefix doubles until it does. The ids are those of the whole text (see the
         test), and a 100,000-character text costs what its first few thousand characters do."""
-        long = set() if self.max_length is None else \
-            {i for i, t in enumerate(texts) if len(t) > self.max_length * PREFIX_CHARS_PER_TOKEN}
-        # The usual texts in one call (the Rust side encodes them in parallel), the long ones from a prefix.
-        short = iter(self.tok.encode_batch([t for i, t in enumerate(texts) if i not in long]))
-        return [self._ids_of_long(t) if i in long else np.asarray(next(short).ids, dtype=np.int64)
-                for i, t in enumerate(texts)]
+        long = np.inf if self.max_length is None else self.max_length * PREFIX_CHARS_PER_TOKEN
+        return [self._ids_of_long(t) if len(t) > long else self._ids(t) for t in texts]
 
     def _ids(self, text: str) -> np.ndarray:
-        return np.asarray(self.tok.encode(text).ids, dtype=np.int64)
+        return np.asarray(self.tok.encode(text), dtype=np.int64)
 
     def _ids_of_long(self, text: str) -> np.ndarray:
         size = self.max_length * PREFIX_CHARS_PER_TOKEN

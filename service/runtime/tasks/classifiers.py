@@ -132,7 +132,9 @@ class TextClassifier(Classifier):
         field, tok = request.field, self.tokenizer
         texts = check_texts(request.texts, field, self.batcher.max_batch_size)
         k = self.k(request.top_k)
-        ids = await asyncio.to_thread(tok.encode, texts)  # off the event loop: the Rust tokenizer drops the GIL
+        # In a thread: pure Python (zooserve.wordpiece) holds the GIL, but the event loop gets it back every
+        # switch interval, so a request of long texts delays other requests' I/O without stopping it.
+        ids = await asyncio.to_thread(tok.encode, texts)
         for i, row in enumerate(ids):
             if len(row) <= tok.specials:  # only [CLS] [SEP]: the normaliser removed everything (control characters)
                 where = f"{field}[{i}]" if field == "texts" else field
