@@ -55,9 +55,10 @@ async def completions(request: Request, repo: Repo, settings: Config):
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": gen.model.name, "system_fingerprint": f"seed-{gen.seed}"}
     if not body.stream:
-        text, finish, choices = await gen.collect(request.receive)
-        return JSON({**head, "choices": [{"text": text, "index": 0, "logprobs": _logprobs(gen, choices),
-                                          "finish_reason": finish}], "usage": _usage(gen, len(choices))})
+        text, finish, events = await gen.collect(request.receive)
+        return JSON({**head, "choices": [{"text": text, "index": 0,
+                                          "logprobs": _logprobs(gen, [e.choice for e in events]),
+                                          "finish_reason": finish}], "usage": _usage(gen, len(events))})
 
     async def chunks():
         count = 0

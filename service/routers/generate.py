@@ -42,26 +42,30 @@ def _head(gen: Generation) -> dict:
              openapi_extra=json_body(GenerateRequest))
 async def generate(model: ModelName, request: Request, repo: Repo, settings: Config):
     gen = await _start(model, request, repo, settings)
-    text, finish, choices = await gen.collect(request.receive)
-    return JSON({**_head(gen), "text_output": text, "details": gen.details(finish, choices)})
+    text, finish, events = await gen.collect(request.receive)
+    details = gen.details(finish, len(events))
+    if gen.req.logprobs is not None:
+        details["logprobs"] = [token_logprobs(gen.texts, e.choice) for e in events]
+    return JSON({**_head(gen), "text_output": text, "details": details})
 
 
 @router.post("/{model}/generate_stream", response_class=StreamingResponse, responses=STREAM,
              openapi_extra=json_body(GenerateRequest))
 async def generate_stream(model: ModelName, request: Request, repo: Repo, settings: Config):
     gen = await _start(model, request, repo, settings)
-    head, choices = _head(gen), []
+    head = _head(gen)
 
     async def events():
+        count = 0
         async for batch in gen.batches():
             out = []
             for e in batch:
-                choices.append(e.choice)
-                doc = {**head, "text_output": e.text, "index": len(choices) - 1}
-                if gen.req.logprobs is not None:
+                doc = {**head, "text_output": e.text, "index": count}
+                count += 1
+                if e.choice is not None:  # the request asked for log-probabilities
                     doc["logprobs"] = token_logprobs(gen.texts, e.choice)
                 if e.finish:
-                    doc["details"] = {k: v for k, v in gen.details(e.finish, choices).items() if k != "logprobs"}
+                    doc["details"] = gen.details(e.finish, count)
                 out.append(doc)
             yield out
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.runtime.generation.sampling import SamplingParams, choose, step
+from service.runtime.generation.sampling import Draws, SamplingParams, Uniforms, choose, step
 
 
 @pytest.mark.parametrize("temps", [(1.0,), (1.0, 1.0, 1.0), (0.0, 1.0, 0.7), (1.7, 0.5), (0.0,)])
@@ -18,7 +18,7 @@ def test_batched_rows_equal_choose_alone(temps, vocab):
         logits = gen.normal(0, 3, (rows, vocab)).astype(np.float32)
         params = [SamplingParams(temperature=temps[i % len(temps)]) for i in range(rows)]
         history = [np.array([], np.int64)] * rows
-        batched = [c.token for c in step(logits, params, history, [np.random.default_rng(trial * 100 + i)
-                                                                   for i in range(rows)])]
+        draws = Draws([Uniforms(np.random.default_rng(trial * 100 + i)) for i in range(rows)])
+        batched = step(logits, params, history, draws).tokens.tolist()
         alone = [choose(logits[i], params[i], history[i], np.random.default_rng(trial * 100 + i)) for i in range(rows)]
         assert batched == alone

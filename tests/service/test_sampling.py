@@ -8,8 +8,8 @@ import pytest
 
 from service.runtime.errors import BadInput
 from zooserve.numeric import log_softmax
-from service.runtime.generation.sampling import (SamplingParams, Uniforms, choose, filtered_logprobs, generator,
-                                      penalise, step)
+from service.runtime.generation.sampling import (Draws, SamplingParams, Uniforms, choose, filtered_logprobs,
+                                                 generator, penalise, step)
 
 V = 50
 
@@ -64,23 +64,23 @@ def test_repetition_penalty_divides_positive_and_multiplies_negative_logits():
 
 def test_a_rows_choice_does_not_depend_on_the_other_rows():
     params = SamplingParams(temperature=0.8, top_p=0.9, seed=42)
-    alone_rng, _ = generator(42)
+    alone_draws = Draws([Uniforms(generator(42)[0])])
     batch = logits(3, rows=5)
-    alone = [step(batch[2:3], [params], [np.array([], np.int64)], [alone_rng])[0].token for _ in range(20)]
-    rngs = [generator(s)[0] for s in (1, 2, 42, 4, 5)]
+    alone = [step(batch[2:3], [params], [np.array([], np.int64)], alone_draws).tokens[0] for _ in range(20)]
+    draws = Draws([Uniforms(generator(s)[0]) for s in (1, 2, 42, 4, 5)])
     together = [step(batch, [SamplingParams(temperature=t) for t in (0.5, 1.0)] + [params]
-                     + [SamplingParams(top_k=2)] * 2, [np.array([], np.int64)] * 5, rngs)[2].token for _ in range(20)]
+                     + [SamplingParams(top_k=2)] * 2, [np.array([], np.int64)] * 5, draws).tokens[2] for _ in range(20)]
     assert alone == together
 
 
 def test_logprobs_are_the_models_own():
     batch = logits(4, rows=2)
     params = [SamplingParams(temperature=0.3, top_k=2, logprobs=5), SamplingParams(temperature=0)]
-    choices = step(batch, params, [np.array([], np.int64)] * 2, [np.random.default_rng(0)] * 2)
+    tokens, choices = step(batch, params, [np.array([], np.int64)] * 2, Draws([Uniforms(np.random.default_rng(0))] * 2))
     model = log_softmax(batch)
-    assert choices[0].logprob == pytest.approx(model[0, choices[0].token])
+    assert choices[0].token == tokens[0] and choices[0].logprob == pytest.approx(model[0, choices[0].token])
     assert [t for t, _ in choices[0].top] == np.argsort(-model[0])[:5].tolist()
-    assert choices[1].top == () and choices[1].token == int(np.argmax(batch[1]))
+    assert list(choices) == [0] and tokens[1] == int(np.argmax(batch[1]))  # row 1 asked for none
 
 
 def test_generator_reports_the_seed_it_used():
@@ -103,6 +103,21 @@ def test_uniforms_in_blocks_are_the_generators_own_sequence():
 
 
 def test_a_row_without_logprobs_reports_none():
-    choices = step(logits(5, rows=2), [SamplingParams(logprobs=0), SamplingParams()], [np.array([], np.int64)] * 2,
-                   [np.random.default_rng(0)] * 2)
-    assert np.isfinite(choices[0].logprob) and choices[0].top == () and np.isnan(choices[1].logprob)
+    _, choices = step(logits(5, rows=2), [SamplingParams(logprobs=0), SamplingParams()], [np.array([], np.int64)] * 2,
+                      Draws([Uniforms(np.random.default_rng(s)) for s in (0, 1)]))
+    assert list(choices) == [0] and np.isfinite(choices[0].logprob) and choices[0].top == ()
+
+
+def test_a_rows_numbers_are_its_generators_whatever_batches_it_passes_through():
+    """Draws reads each row's numbers from its own block; a row that leaves a batch (release) and joins
+    another, with rows that draw or not (greedy), still reads its generator's sequence, across refills."""
+    params = [SamplingParams(), SamplingParams(temperature=0), SamplingParams(temperature=0.5)]
+    row = Uniforms(np.random.default_rng(3))
+    got = []
+    for size, steps in ((1, 30), (3, 50), (2, 70)):  # the row is always first; its company changes
+        others = [Uniforms(np.random.default_rng(100 + size + k)) for k in range(size - 1)]
+        draws = Draws([row] + others)
+        drawing = np.array([[1]] + [[int(p.temperature > 0)] for p in params[1:size]])  # (B, 1)
+        got += [draws.next(drawing).item(0) for _ in range(steps)]
+        draws.release()
+    assert got == np.random.default_rng(3).random(150).tolist()

@@ -18,6 +18,7 @@ from service.runtime.errors import ModelNotReady, Overloaded
 from service.runtime.tasks.registry import served_class
 from service.runtime.engine.session import OnnxModel, session_options
 from service.runtime.generation.sampling import SamplingParams
+from service.runtime.generation import scheduler as scheduler_module
 from service.runtime.generation.scheduler import Scheduler
 from service.runtime.generation.sequence import Sequence
 from zooserve.text import Vocab
@@ -104,14 +105,39 @@ def test_sequences_join_and_leave_and_each_gets_its_own_tokens():
         late = sched.submit(seq(2, 2))  # joins an idle scheduler: steps by itself
         got.append(await text_of(sched, late))
         await sched.drain_and_stop()
-        return got, step.sizes, sched
+        return got, step.sizes, sched, [s.generated for s in (a, b, late)]
 
-    got, sizes, sched = run(body)
+    got, sizes, sched, generated = run(body)
     assert got == [("123", "length"), ("560123", "length"), ("34", "length")]
+    assert generated == [3, 6, 2]  # each sequence's own count, handed back when it left its batch
     # a and b step together for 3 steps, then a has left at once: b's last 3 steps are alone.
     assert sizes == [2, 2, 2, 1, 1, 1, 1, 1]
     with pytest.raises(ModelNotReady):
         sched.submit(seq(0, 1))
+
+
+def test_a_first_token_reaches_its_stream_at_once_whatever_the_poll_interval(monkeypatch):
+    """While sequences are active, the event loop collects their tokens on a timer (poll_interval); a
+    sequence's first token wakes it at once instead. With a timer of a minute, a sequence that joins a busy
+    scheduler still gets its first (and only) token: only that wake-up can have delivered it."""
+    monkeypatch.setattr(scheduler_module, "POLL_S", 60.0)
+    monkeypatch.setattr(scheduler_module, "POLL_MAX_S", 60.0)
+
+    async def body():
+        step = CountingStep()
+        sched = Scheduler(step, model="fake-first", max_active=4, max_waiting=4)
+        sched.start()
+        busy = sched.submit(seq(0, 10**9))  # steps on and on
+        while not step.sizes:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.01)  # its first token has set the loop polling, every minute
+        late = sched.submit(seq(3, 1))
+        first = await asyncio.wait_for(text_of(sched, late), 10)
+        sched.cancel(busy)
+        await sched.drain_and_stop()
+        return first
+
+    assert run(body) == ("4", "length")
 
 
 def test_bounds_queue_then_refuse_with_overloaded():
@@ -220,12 +246,12 @@ def test_a_rows_logits_do_not_depend_on_the_batch(model):
     assert together.shape == (32, len(stepper.vocab)) and len({len(x) for x in ids}) < 32
     np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
     assert (together.argmax(1) == alone.argmax(1)).all()
-    # The same rows in the same order as the last step: the stepper feeds that step's outputs as they are,
-    # which must equal gathering the rows' states afresh.
+    # The same rows in the same order as the last step (its states given back whole): the stepper feeds
+    # that step's outputs as they are, which must equal gathering the rows' states afresh from a list.
     nxt = together.argmax(1)
     _, last = stepper.step(states, pending)
     reused, _ = stepper.step(last, nxt)
-    gathered, _ = stepper.step(copy.deepcopy(last), nxt)
+    gathered, _ = stepper.step(copy.deepcopy(list(last)), nxt)
     np.testing.assert_array_equal(reused, gathered)
 
 

@@ -126,8 +126,8 @@ class Generation:
         if not self.seq.done:
             self.scheduler.cancel(self.seq)
 
-    async def collect(self, receive: Callable[[], Awaitable[dict]]) -> tuple[str, str, list[sampling.Choice]]:
-        """The whole answer: text, finish reason, and each token's choice. `receive`: the request's ASGI
+    async def collect(self, receive: Callable[[], Awaitable[dict]]) -> tuple[str, str, list[Event]]:
+        """The whole answer: text, finish reason, and each token's event. `receive`: the request's ASGI
         channel, watched meanwhile: a client that disconnects frees the sequence's slot before the next step
         (it would otherwise generate to max_tokens for nobody), and ClientDisconnected is raised."""
         events: list[Event] = []
@@ -147,11 +147,8 @@ class Generation:
         if not work.done():
             raise ClientDisconnected("the client disconnected before the answer was ready")
         work.result()  # a generation error ends the request with its status
-        return "".join(e.text for e in events), events[-1].finish, [e.choice for e in events if e.choice]
+        return "".join(e.text for e in events), events[-1].finish, events
 
-    def details(self, finish: str, choices: list[sampling.Choice]) -> dict:
-        doc = {"finish_reason": finish, "generated_tokens": len(choices), "prompt_tokens": self.prompt_tokens,
-               "seed": self.seed}
-        if self.req.logprobs is not None:
-            doc["logprobs"] = [token_logprobs(self.texts, c) for c in choices]
-        return doc
+    def details(self, finish: str, generated: int) -> dict:
+        return {"finish_reason": finish, "generated_tokens": generated, "prompt_tokens": self.prompt_tokens,
+                "seed": self.seed}

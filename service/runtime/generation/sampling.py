@@ -1,7 +1,8 @@
-"""Choosing the next token from a language model's logits: pure numpy, one row at a time.
+"""Choosing the next token from a language model's logits: pure numpy, every row of a step at once.
 
 Each sequence has its own `numpy.random.Generator`, seeded from its request, and a row's choice depends
-only on that row's logits, parameters, history and generator. So the same seed and parameters give the
+only on that row's logits, parameters, history and generator (rows are sampled together, but every
+reduction runs along its own row). So the same seed and parameters give the
 same text whatever other sequences share the step batch.
 
 Order of operations on a row of logits (V,), as in common practice (CTRL, Hugging Face, vLLM):
@@ -90,17 +91,21 @@ def filtered_logprobs(logits: np.ndarray, params: SamplingParams, history: np.nd
 
 
 def choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, rng: np.random.Generator) -> int:
-    """The next token id for one row of logits (V,)."""
+    """The next token id for one row of logits (V,); draws one number from `rng` unless greedy."""
+    return _choose(np.asarray(logits), params, history, rng.random() if params.temperature > 0 else 0.0)
+
+
+def _choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, u: float) -> int:
+    """One row (V,) with its uniform number u in [0, 1) (unused when greedy)."""
     if _is_plain(params):  # the batched path on a batch of one, so a row gets the same token alone
-        z = np.asarray(logits, np.float64)[None]
-        cdf1 = _cumexp(z)[1]
-        return _plain_tokens(z, cdf1, cdf1[:, -1].tolist(), Plan([params]), [rng], [0])[0]
+        z = logits.astype(np.float64)[None]
+        return int(_plain_tokens(z, _cumexp(z)[1], np.array([[u]]), Plan([params]))[0])
     if params.temperature == 0:
         return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
     probs = np.exp(filtered_logprobs(logits, params, history))
     cdf = np.cumsum(probs)
     # One uniform draw per token keeps generators in step however the distribution looks.
-    return int(min(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"), len(cdf) - 1))
+    return int(min(np.searchsorted(cdf, u * cdf[-1], side="right"), len(cdf) - 1))
 
 
 def _is_plain(p: SamplingParams) -> bool:
@@ -111,9 +116,9 @@ class Plan:
     """Which rows of a batch sample how, worked out once per batch composition (the scheduler keeps it
     while no sequence joins or leaves) rather than on every step. Plain rows (no top-k, top-p or penalty,
     the common case) are sampled together: greedy ones in one argmax, temperature-1 ones from the step's
-    own softmax, other temperatures in one scaled softmax; the rest (`special`) one by one (`choose`)."""
+    own softmax, other temperatures in one scaled softmax; the rest (`special`) one by one (`_choose`)."""
 
-    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs")
+    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs", "drawing", "only")
 
     def __init__(self, params: list[SamplingParams]):
         self.params = params
@@ -124,27 +129,28 @@ class Plan:
         self.temps = np.array([params[i].temperature for i in self.scaled], np.float64)[:, None]  # (S, 1)
         self.special = [i for i, p in enumerate(params) if not _is_plain(p)]
         self.logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]  # rows that report them
+        self.drawing = np.array([[p.temperature > 0] for p in params], np.intp).reshape(-1, 1)  # (B, 1): 1 draws
+        # "unit" or "greedy" when every row samples that way (one call for the whole batch), else None.
+        self.only = next((name for name in ("unit", "greedy") if len(getattr(self, name)) == len(params)), None)
 
 
-def _plain_tokens(z: np.ndarray, cdf1: np.ndarray, total: list[float], plan: Plan,
-                  rngs: list[np.random.Generator], tokens: list[int]) -> list[int]:
-    """Steps 2 and 4 for the plan's plain rows of z (B, V) float64, into `tokens`. `cdf1` (B, V): each row's
-    cumulative exp(z - max z), `total` its last column. Every reduction runs along its own row, so a row's
-    token does not depend on the others. Few numpy calls, and ufunc methods (np.add.reduce, ...) that skip
-    numpy's Python wrappers: right after an onnxruntime step the caches are cold, and each call costs
-    several microseconds."""
-    b = len(z)
+def _plain_tokens(z: np.ndarray, cdf1: np.ndarray | None, u: np.ndarray, plan: Plan) -> np.ndarray:
+    """Steps 2 and 4 for the plan's plain rows of z (B, V) float64 -> tokens (B,) int64 (0 for the other
+    rows). `cdf1` (B, V): each row's cumulative exp(z - max z) (None when every row is greedy); u (B, 1)
+    each row's uniform number. Every reduction runs along its own row, so a row's token does not depend on
+    the others. Few numpy calls: right after an onnxruntime step the caches are cold, and each call costs
+    several microseconds (measured: 13 calls took ~35 us at B=1 where they take ~10 us warm)."""
+    if plan.only == "unit":  # the common case: the whole batch in three calls
+        return _pick(cdf1, u)
+    if plan.only == "greedy":
+        return np.argmax(z, axis=-1)
+    tokens = np.zeros(len(z), np.int64)
     if plan.greedy:
-        picks = np.argmax(z if len(plan.greedy) == b else z[plan.greedy], axis=-1).tolist()
-        for i, k in zip(plan.greedy, picks):
-            tokens[i] = k
+        tokens[plan.greedy] = np.argmax(z[plan.greedy], axis=-1)
     if plan.unit:
-        whole = len(plan.unit) == b
-        _draw(cdf1 if whole else cdf1[plan.unit], total if whole else [total[i] for i in plan.unit], plan.unit,
-              rngs, tokens)
+        tokens[plan.unit] = _pick(cdf1[plan.unit], u[plan.unit])
     if plan.scaled:
-        cdf = _cumexp(z[plan.scaled] / plan.temps)[1]
-        _draw(cdf, cdf[:, -1].tolist(), plan.scaled, rngs, tokens)
+        tokens[plan.scaled] = _pick(_cumexp(z[plan.scaled] / plan.temps)[1], u[plan.scaled])
     return tokens
 
 
@@ -154,68 +160,107 @@ def _cumexp(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return zmax, np.add.accumulate(np.exp(z - zmax), axis=-1)
 
 
-def _draw(cdf: np.ndarray, totals: list[float], rows: list[int], rngs: list[np.random.Generator],
-          tokens: list[int]) -> None:
-    """Inverse CDF with one uniform draw per row; cdf (R, V) is unnormalised, so the draw is scaled by its
-    last value (float64 products, as numpy's)."""
-    u = np.array([[rngs[i].random() * t] for i, t in zip(rows, totals)])  # (R, 1)
-    last = cdf.shape[1] - 1
-    picks = np.add.reduce(cdf <= u, axis=-1).tolist()  # searchsorted(cdf, u, "right") per row
-    for i, k in zip(rows, picks):
-        tokens[i] = min(k, last)
+def _pick(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Inverse CDF -> (R,) int64: per row of cdf (R, V), cumulative and unnormalised, the number of values
+    <= u (R, 1) times the row's last value (float64 products), i.e. searchsorted(row, u * last, "right").
+    Counted over the first V - 1 values, so that it stays below V even when rounding makes u * last = last."""
+    return np.add.reduce(cdf[:, :-1] <= u * cdf[:, -1:], axis=-1)
 
 
-class Choice(NamedTuple):  # a tuple: made for every row of every step
+class Choice(NamedTuple):  # made only for the rows whose request asked for log-probabilities
     token: int
     logprob: float  # the model's log-probability of `token`
     top: tuple[tuple[int, float], ...]  # the model's `logprobs` most likely tokens with their log-probabilities
-    # (logprob is NaN, top empty, for a row whose request asked for no log-probabilities)
 
 
-NO_TOP: tuple[tuple[int, float], ...] = ()
+class Sampled(NamedTuple):
+    tokens: np.ndarray  # (B,) int64: every row's next token
+    choices: dict[int, Choice]  # row -> its Choice, for the rows whose request asked for log-probabilities
 
 
 def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: list[np.ndarray],
-         rngs: list[np.random.Generator]) -> list[Choice]:
-    """One token for each row of logits (B, V); row i uses params[i], histories[i] and rngs[i] only.
+         draws: Draws) -> Sampled:
+    """One token for each row of logits (B, V); row i uses params[i], histories[i] and draws' row i only.
     `params` may come as a Plan made earlier for the same rows."""
     plan = params if isinstance(params, Plan) else Plan(params)
     params = plan.params
-    if not (len(logits) == len(params) == len(histories) == len(rngs)):
-        raise ValueError("logits, params, histories and generators need one entry per row")
+    if not (len(logits) == len(params) == len(histories) == len(draws)):
+        raise ValueError("logits, params, histories and draws need one entry per row")
+    u = draws.next(plan.drawing)  # (B, 1)
     z = logits.astype(np.float64)  # (B, V)
-    zmax, cdf1 = _cumexp(z)  # cdf1's last column is the softmax's sum
-    total = cdf1[:, -1].tolist()
-    tokens = _plain_tokens(z, cdf1, total, plan, rngs, [0] * len(z))
+    zmax, cdf1 = _cumexp(z) if plan.only != "greedy" or plan.logprobs else (None, None)
+    tokens = _plain_tokens(z, cdf1, u, plan)
     for i in plan.special:
-        tokens[i] = choose(logits[i], params[i], histories[i], rngs[i])
-    out = [Choice(t, math.nan, NO_TOP) for t in tokens]
+        tokens[i] = _choose(logits[i], params[i], histories[i], u.item(i))
+    choices = {}
     for i in plan.logprobs:  # the model's own log-probabilities: z - lse, lse = max + log(sum of exp(z - max))
-        lse = zmax.item(i, 0) + math.log(total[i])
-        top: tuple[tuple[int, float], ...] = NO_TOP
+        token = tokens.item(i)
+        lse = zmax.item(i, 0) + math.log(cdf1[i, -1])
+        top: tuple[tuple[int, float], ...] = ()
         if params[i].logprobs:
             row = z[i] - lse
             ids = np.argsort(-row, kind="stable")[:params[i].logprobs]
             top = tuple((int(t), float(row[t])) for t in ids)
-        out[i] = Choice(tokens[i], z.item(i, tokens[i]) - lse, top)
-    return out
+        choices[i] = Choice(token, z.item(i, token) - lse, top)
+    return Sampled(tokens, choices)
+
+
+BLOCK = 64  # numbers a row reads from its generator at once
 
 
 class Uniforms:
-    """A row's generator read 64 numbers at a time. `rng.random(64)` gives the very numbers 64 calls of
-    `rng.random()` would (tests/service/test_sampling.py), so the row draws the same sequence; a step then
-    pays a list pop a row instead of a Generator call (~0.4 us with its lock). Stands in for the generator
-    wherever sampling draws (`.random()`)."""
+    """A row's generator read BLOCK numbers at a time. `rng.random(64)` gives the very numbers 64 calls of
+    `rng.random()` would (tests/service/test_sampling.py), so the row draws the same sequence and a step
+    reads an array instead of calling the Generator (~0.4 us with its lock). `block` and `pos` (how many of
+    it are used) travel with the sequence from batch to batch (`Draws`)."""
 
-    __slots__ = ("rng", "left")
+    __slots__ = ("rng", "block", "pos")
 
     def __init__(self, rng: np.random.Generator):
-        self.rng, self.left = rng, []
+        self.rng, self.block, self.pos = rng, np.zeros(BLOCK), BLOCK  # the first block drawn when first needed
 
     def random(self) -> float:
-        if not self.left:
-            self.left = self.rng.random(64)[::-1].tolist()  # popped from the end: first drawn, first used
-        return self.left.pop()
+        if self.pos == BLOCK:
+            self.block, self.pos = self.rng.random(BLOCK), 0
+        self.pos += 1
+        return self.block.item(self.pos - 1)
+
+
+class Draws:
+    """The uniform numbers of a batch's B rows, each from its own row's `Uniforms`, read for all rows in one
+    call: their blocks side by side in `flat` (B * BLOCK,), `at` (B, 1) the index of each row's next number.
+    A row reads the same numbers whatever batch it is in; `release` hands each row's block and position
+    back before the batch changes."""
+
+    __slots__ = ("sources", "blocks", "flat", "base", "at", "left")
+
+    def __init__(self, sources: list[Uniforms]):
+        self.sources = sources
+        self.blocks = np.array([u.block for u in sources]).reshape(len(sources), BLOCK)
+        self.flat = self.blocks.reshape(-1)  # a view: rows refilled in `blocks` show here
+        self.base = np.arange(0, len(sources) * BLOCK, BLOCK)[:, None]  # (B, 1) where each row's block starts
+        self.at = self.base + np.array([[u.pos] for u in sources], np.intp).reshape(-1, 1)
+        self.left = 0  # steps before some row may run out of numbers: checked at the first
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def next(self, drawing: np.ndarray) -> np.ndarray:
+        """Every row's next number (B, 1) float64; the rows where `drawing` (B, 1) is 1 use theirs up."""
+        if self.left == 0:
+            pos = self.at - self.base
+            for i in np.flatnonzero(pos == BLOCK).tolist():  # at most once in BLOCK steps for a row
+                self.blocks[i] = self.sources[i].rng.random(BLOCK)
+                self.at[i] = self.base[i]
+            self.left = BLOCK - int((self.at - self.base).max(initial=0))  # a row reads at most one a step
+        self.left -= 1
+        u = self.flat.take(self.at)
+        self.at += drawing
+        return u
+
+    def release(self) -> None:
+        for src, block, pos in zip(self.sources, self.blocks, (self.at - self.base)[:, 0].tolist()):
+            src.block, src.pos = block, pos
 
 
 def generator(seed: int | None) -> tuple[np.random.Generator, int]:

@@ -5,15 +5,24 @@ One worker thread per model (onnxruntime and numpy never run on the event loop) 
 1. admit queued sequences while fewer than `max_active` are active, and prefill their prompts
    (`stepper.start`: prompts of equal length in one graph call; rows are independent, see stepping);
 2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
-3. one step for all active sequences: gather their states, run the graph once on (B, ...), sample every row
-   with that row's own parameters and seeded generator (`sampling.step`), and scatter the states back;
-4. hand the step's tokens to the event loop; finished sequences leave at once.
+3. one step for all active sequences (`batch.Batch`, kept while none joins or leaves): run the graph once
+   on (B, ...) with the last step's states as they are, and sample every row with that row's own parameters
+   and seeded generator (`sampling.step`), in a fixed number of numpy calls whatever B;
+4. hand the step's tokens to the event loop as one record; finished sequences leave at once.
+
+Per row and step, the worker does Python work only for rows that need it (a stop sequence: text on the
+worker; a repetition penalty: the history; log-probabilities; a first or last token). Everything else
+per token (each token's text, its event, the stream's write) happens on the event loop, while the worker's
+next graph call runs without the GIL.
 
 Hand-off: waking another thread costs the waker a futex or self-pipe write and, on this machine's VM,
 ~40-140 us a step (measured): the GIL goes to the woken event loop, which keeps it while it handles the
-tokens. So the worker wakes the loop only when it is idle; while sequences are active the loop collects
-the outbox every POLL_S by itself (a timer, nothing on the worker's path), and each stream gets the tokens
-of the steps since in one write.
+tokens. So the worker wakes the loop only when it is idle or a sequence has its first token; while
+sequences are active the loop collects the outbox on a timer by itself (nothing on the worker's path), and
+each stream gets the tokens of the steps since in one write. Each stream's wake-up and write cost the
+loop tens of microseconds however many tokens it carries, so the timer's interval grows with the number of
+streams (`poll_interval`: 2 ms up to 5 streams, 12.8 ms at 32, at most 20 ms): at 32 streams each write
+carries several tokens instead of one or two.
 
 Bounds: `max_active` sequences step together; up to `max_waiting` more queue for a slot; beyond that,
 `submit` raises Overloaded (503 with Retry-After).
@@ -26,19 +35,24 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import AsyncIterator
-
-import numpy as np
+from typing import AsyncIterator, NamedTuple
 
 from service import metrics
-from service.runtime.generation import sampling
 from service.runtime.errors import GenerationFailed, ModelNotReady, Overloaded, shown
+from service.runtime.generation.batch import Batch
 from service.runtime.generation.stepping import RecurrentStep, NgramStep
 from service.runtime.generation.sequence import Event, Sequence
 
 log = logging.getLogger(__name__)
-POLL_S = 0.002  # while sequences are active, the event loop collects their tokens this often
-NO_HISTORY = np.array([], np.int64)
+# While sequences are active, the event loop collects their tokens every POLL_PER_STREAM_S per active stream,
+# within [POLL_S, POLL_MAX_S]: a stream's wake-up and write cost the loop ~30 us (measured) however many tokens
+# they carry, so this keeps those costs near a tenth of the loop's time.
+POLL_S, POLL_PER_STREAM_S, POLL_MAX_S = 0.002, 0.0004, 0.02
+
+
+def poll_interval(streams: int) -> float:
+    """Seconds between the event loop's collections of tokens while `streams` sequences are active."""
+    return min(POLL_MAX_S, max(POLL_S, streams * POLL_PER_STREAM_S))
 
 
 def _text(seq: Sequence, token: int, end: str | None) -> tuple[str, bool]:
@@ -50,18 +64,14 @@ def _text(seq: Sequence, token: int, end: str | None) -> tuple[str, bool]:
     return (text + seq.pipeline.flush() if end and not stopped else text), stopped
 
 
-class _Rows:
-    """What a step needs from its B sequences that changes only when one joins or leaves; `_active` is a new
-    list whenever that happens, so `seqs is self._active` tells whether this is still current."""
+class Step(NamedTuple):
+    """One step's results for the event loop: row i's token is tokens[i]; rows in `events` come with their
+    Event made by the worker (a last token, log-probabilities, text rendered on the worker), the others get
+    theirs on the event loop. A failed step has no tokens, and every row an error event."""
 
-    __slots__ = ("seqs", "plan", "rngs", "histories", "with_history")
-
-    def __init__(self, seqs: list[Sequence]):
-        self.seqs = seqs
-        self.plan = sampling.Plan([s.params for s in seqs])
-        self.rngs = [s.draws for s in seqs]
-        self.histories = [NO_HISTORY] * len(seqs)  # refreshed each step for the rows with a history
-        self.with_history = [i for i, s in enumerate(seqs) if s.history is not None]
+    seqs: list[Sequence]
+    tokens: list[int] | None
+    events: dict[int, Event]
 
 
 class Scheduler:
@@ -72,13 +82,14 @@ class Scheduler:
         self._prefilling = 0  # taken from the inbox, not yet active: still counted against the bounds
         self._active: list[Sequence] = []  # the worker's alone
         self._wake = threading.Event()
-        self._outbox: list[tuple[Sequence, Event]] = []  # events on their way to the event loop
+        self._outbox: list[Step] = []  # steps on their way to the event loop
         self._outbox_lock = threading.Lock()
         self._wake_pending = False  # a call_soon_threadsafe(_put) is on its way
         self._polling = False  # the loop collects the outbox on a timer (under _outbox_lock)
         self._poll_timer: asyncio.TimerHandle | None = None
         self._closing = False
-        self._rows: _Rows | None = None  # the worker's, for the current self._active
+        self._batch: Batch | None = None  # the worker's, for the current self._active (None: make it anew)
+        self._cancels = False  # a sequence was cancelled since the worker last looked
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.steps = 0
@@ -135,6 +146,7 @@ class Scheduler:
     def cancel(self, seq: Sequence) -> None:
         """The client went away: the worker drops the sequence before its next step."""
         seq.cancelled = True
+        self._cancels = True  # after the flag above: the worker clears this, then looks at every sequence
         self._wake.set()
 
     async def batches(self, seq: Sequence) -> AsyncIterator[list[Event]]:
@@ -188,81 +200,74 @@ class Scheduler:
             starts = self.stepper.start([s.ids for s in new])  # prefill: equal-length prompts together
         except Exception as exc:  # onnxruntime's own types; these sequences alone fail
             log.exception("%s: prefill failed", self.model)
-            error = GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}")
-            self._deliver([(s, Event(None, "", "error", error)) for s in new])
+            self._fail(new, GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}"))
             self._prefilling = 0
             return
         for seq, (state, pending) in zip(new, starts):
             seq.state, seq.pending = state, pending
-        self._active = self._active + new  # a new list whenever the rows change (see _Rows)
+        self._set_active(self._active + new)
         self._prefilling = 0
-        self._m_active.set(len(self._active))
+
+    def _set_active(self, seqs: list[Sequence]) -> None:
+        """A new list of active sequences: the current batch hands its rows back; the next step makes one."""
+        if self._batch is not None:
+            self._batch.release()
+            self._batch = None
+        self._active = seqs
+        self._m_active.set(len(seqs))
 
     def _step(self) -> None:
-        act = self._active
-        if any(s.cancelled for s in act):
-            act = self._active = [s for s in act if not s.cancelled]
-            self._m_active.set(len(act))
-            if not act:
-                return
-        rows = self._rows
-        if rows is None or rows.seqs is not act:
-            rows = self._rows = _Rows(act)
+        if self._cancels:
+            self._cancels = False
+            if any(s.cancelled for s in self._active):
+                self._set_active([s for s in self._active if not s.cancelled])
+                if not self._active:
+                    return
+        batch = self._batch = self._batch or Batch(self._active)
         try:
-            logits, states = self.stepper.step([s.state for s in act], np.array([s.pending for s in act]))
-            for i in rows.with_history:
-                rows.histories[i] = np.array(act[i].history, np.int64)
-            choices = sampling.step(logits, rows.plan, rows.histories, rows.rngs)
+            tokens, choices = batch.step(self.stepper)
         except Exception as exc:
             log.exception("%s: generation step failed", self.model)
-            error = GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}")
-            self._deliver([(s, Event(None, "", "error", error)) for s in act])
-            self._active = []
-            self._m_active.set(0)
+            self._fail(batch.seqs, GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}"))
+            self._set_active([])
             return
         self.steps += 1
-        self._m_batch.observe(len(act))
-        self._m_tokens.inc(len(act))
-        now, out, keep = time.perf_counter(), [], []
-        for seq, state, choice in zip(act, states, choices):
-            token = seq.pending = choice.token
-            seq.state = state
-            seq.generated += 1
-            if seq.history is not None:
-                seq.history.append(token)
-            if seq.generated == 1:
-                seq.t_first = now
-                self._m_ttft.observe(now - seq.t_queued)
-            finish, text = self._finish(seq, token)
-            out.append((seq, Event(choice, text, finish)))
-            if finish is None:
-                keep.append(seq)
-            elif seq.generated > 1:
-                self._m_tpot.observe((now - seq.t_first) / (seq.generated - 1))
-        if len(keep) != len(act):
-            self._active = keep
-            self._m_active.set(len(keep))
-        self._deliver(out)
+        self._m_batch.observe(len(batch.seqs))
+        self._m_tokens.inc(len(batch.seqs))
+        ends = batch.ends(tokens, self.stepper.eos)
+        events: dict[int, Event] = {}
+        for i in batch.worker_text:  # rows with stop sequences: their text decides whether they end
+            text, stopped = _text(batch.seqs[i], tokens.item(i), ends.get(i))
+            if stopped:
+                ends[i] = "stop"
+            events[i] = Event(tokens.item(i), text, ends.get(i))
+        for i, choice in choices.items():
+            events[i] = Event(choice.token, events[i].text if i in events else None, ends.get(i), choice)
+        for i, finish in ends.items():
+            if i not in events:
+                events[i] = Event(tokens.item(i), None, finish)
+        fresh, batch.fresh = batch.fresh, []
+        now = time.perf_counter() if fresh or ends else 0.0
+        for i in fresh:
+            seq = batch.seqs[i]
+            seq.t_first = now
+            self._m_ttft.observe(now - seq.t_queued)
+        for i in ends:
+            if (n := batch.generated(i)) > 1:
+                self._m_tpot.observe((now - batch.seqs[i].t_first) / (n - 1))
+        self._deliver(Step(batch.seqs, tokens.tolist(), events), urgent=bool(fresh))
+        if ends:
+            self._set_active([s for i, s in enumerate(batch.seqs) if i not in ends])
 
-    def _finish(self, seq: Sequence, token: int) -> tuple[str | None, str | None]:
-        """Why the sequence ends after `token` (or None), and the text it adds: None when the event loop
-        renders it later (a sequence without stop sequences, whose end the text cannot change)."""
-        end = "stop" if token == self.stepper.eos else "length" if seq.generated >= seq.max_tokens else None
-        if not seq.text_on_worker:
-            return end, None
-        text, stopped = _text(seq, token, end)
-        return ("stop" if stopped else end), text
+    def _fail(self, seqs: list[Sequence], error: Exception) -> None:
+        self._deliver(Step(seqs, None, {i: Event(-1, "", "error", error=error) for i in range(len(seqs))}))
 
-    @staticmethod
-    def _render(seq: Sequence, event: Event) -> str:
-        """An event's text, for a sequence without stop sequences (on the event loop, in token order)."""
-        return _text(seq, event.choice.token, event.finish)[0]
-
-    def _deliver(self, events: list[tuple[Sequence, Event]]) -> None:
-        """Queue events for the event loop; wake it only if it is not polling and no wake-up is on its way."""
+    def _deliver(self, step: Step, *, urgent: bool = False) -> None:
+        """Queue a step for the event loop; wake it only if it is not polling (or a sequence has its first
+        token, `urgent`) and no wake-up is on its way."""
         with self._outbox_lock:
-            self._outbox.extend(events)
-            if self._polling or self._wake_pending:
+            self._outbox.append(step)
+            if (self._polling and not urgent) or self._wake_pending:
                 return
             self._wake_pending = True
         try:
@@ -276,15 +281,20 @@ class Scheduler:
 
     def _put(self) -> None:  # on the event loop
         with self._outbox_lock:
-            events, self._outbox, self._wake_pending = self._outbox, [], False
+            steps, self._outbox, self._wake_pending = self._outbox, [], False
             # Sequences still stepping (or queued) will have more tokens: collect them on a timer. Decided
             # under the lock, so the worker's last delivery either finds `_polling` set or wakes the loop.
             self._polling = bool(self._active or self._inbox) and not self._closing
         if self._polling and self._poll_timer is None:
-            self._poll_timer = self._loop.call_later(POLL_S, self._poll)
-        for seq, event in events:
-            if event.text is None:
-                event.text = self._render(seq, event)
-            seq.events.append(event)
-            if seq.waiter is not None and not seq.waiter.done():
-                seq.waiter.set_result(None)
+            self._poll_timer = self._loop.call_later(poll_interval(len(self._active)), self._poll)
+        for seqs, tokens, events in steps:
+            for i, seq in enumerate(seqs):
+                event = events.get(i) if events else None
+                if event is None:  # the usual token: its text is rendered here, in token order
+                    token = tokens[i]
+                    event = Event(token, seq.pipeline.push(token)[0])
+                elif event.text is None:
+                    event.text = _text(seq, event.token, event.finish)[0]
+                seq.events.append(event)
+                if seq.waiter is not None and not seq.waiter.done():
+                    seq.waiter.set_result(None)

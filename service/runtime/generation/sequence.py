@@ -23,9 +23,10 @@ class TextPipeline(Protocol):  # may also have `stop`, its stop sequences: with 
 class Event:
     """One token for a sequence's consumer, or the error that ended it."""
 
-    choice: sampling.Choice | None
-    text: str | None  # None until the event loop renders it (see Scheduler._render)
+    token: int  # -1 for an error
+    text: str | None  # None until the event loop renders it (see Scheduler._put)
     finish: str | None = None  # "stop" (end token or stop sequence), "length" (max_tokens), or "error"
+    choice: sampling.Choice | None = None  # the token's log-probabilities, when the request asked for them
     error: ServiceError | None = None
 
 
@@ -39,6 +40,8 @@ class Sequence:
         self.events: list[Event] = []
         self.waiter: asyncio.Future | None = None
         self.cancelled = self.done = False
+        # Tokens made, state and pending token: while the sequence is in a batch, the batch holds them
+        # (batch.Batch); they are up to date here once it leaves.
         self.generated = 0
         self.state, self.pending = None, -1
         # Without stop sequences only the end token and max_tokens end a sequence, which the worker tells

@@ -9,7 +9,9 @@ A sequence is `(state, pending)`: `pending` is its newest token, which the model
 
 `start(prompts)` makes the first (state, pending) of each new sequence (recurrent prefill runs the graph).
 `step(states, pending)` reads one pending token per sequence for B sequences at once -> logits (B, V) of the
-next token, and each sequence's new state. The graphs are row-independent (the float ones bit for bit;
+next token, and the B sequences' new states as one sequence of row states (`states[b]` is row b's). Given
+back whole to the next step (the same rows in the same order, the scheduler's usual case), it is fed as it
+is: no per-row work; a list of rows from different steps is gathered. The graphs are row-independent (the float ones bit for bit;
 see the test), so a row's logits do not depend on who else is in the batch.
 
 The prompt rules (also used by /score, so generation and scoring read text the same way):
@@ -71,7 +73,6 @@ class RecurrentStep:
         self.state_in = [s.name for s in card.inputs[1:]]  # h0 (, c0)
         self.state_out = [s.name for s in card.outputs[1:]]  # hn (, cn), in the same order
         self.logits = card.outputs[0].name
-        self._last: tuple[list[State], dict[str, np.ndarray]] | None = None  # the last step's rows and outputs
 
     def encode(self, text: str) -> tuple[np.ndarray, int]:
         """The ids to start from (primed) and how many of them are the prompt's own."""
@@ -91,14 +92,9 @@ class RecurrentStep:
             if length > 1:
                 res = self.run({"tokens": np.stack([prompts[i][:-1] for i in rows]), **state})
                 state = {i: res[o] for i, o in zip(self.state_in, self.state_out)}
-            for b, (row, st) in enumerate(zip(rows, self._scatter(state, len(rows)))):
+            for row, st in zip(rows, BatchStates(state, len(rows))):
                 out[row] = (st, int(prompts[row][-1]))
         return out
-
-    def _scatter(self, state: dict[str, np.ndarray], batch: int) -> list[State]:
-        """(layers, B, hidden) per state input -> B row handles `(state, b)`: row b of the batch's arrays,
-        sliced only when a later batch gathers rows of different steps (tuples: no per-row array views)."""
-        return [(state, b) for b in range(batch)]
 
     def _gather(self, states: list[State]) -> dict[str, np.ndarray]:
         """Rows -> (layers, B, hidden) per state input: one take per run of rows from the same batch."""
@@ -110,18 +106,33 @@ class RecurrentStep:
                 runs.append((src, [b]))
         return {name: np.concatenate([src[name][:, rows] for src, rows in runs], axis=1) for name in self.state_in}
 
-    def step(self, states: list[State], pending: np.ndarray) -> tuple[np.ndarray, list[State]]:
-        feeds = {"tokens": pending.astype(np.int64)[:, None]}  # (B, 1)
-        last = self._last
-        if last is not None and len(last[0]) == len(states) and all(a is b for a, b in zip(last[0], states)):
-            feeds |= last[1]  # the same rows in the same order as the last step: its outputs are the batch
-        else:
-            feeds |= self._gather(states)
+    def step(self, states: BatchStates | list[State], pending: np.ndarray) -> tuple[np.ndarray, BatchStates]:
+        feeds = {"tokens": pending.astype(np.int64, copy=False)[:, None]}  # (B, 1)
+        feeds |= states.arrays if type(states) is BatchStates else self._gather(states)
         out = self.run(feeds)
         state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
-        new = self._scatter(state, len(states))
-        self._last = (new, state)
-        return out[self.logits][:, -1, :], new  # logits (B, V)
+        return out[self.logits][:, -1, :], BatchStates(state, len(pending))  # logits (B, V)
+
+
+class BatchStates:
+    """One step's state outputs, (layers, B, hidden) per state input, as B row handles `(arrays, b)`: row b
+    is sliced only when a later batch gathers rows of different steps (no per-row work on a step)."""
+
+    __slots__ = ("arrays", "size")
+
+    def __init__(self, arrays: dict[str, np.ndarray], size: int):
+        self.arrays, self.size = arrays, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, b: int) -> State:
+        if not 0 <= b < self.size:
+            raise IndexError(b)
+        return self.arrays, b
+
+    def __iter__(self):
+        return ((self.arrays, b) for b in range(self.size))
 
 
 class NgramStep:
@@ -154,7 +165,9 @@ class NgramStep:
         fulls = [bos_padded(self.vocab, self.n + 1, ids) for ids in prompts]
         return [(full[-self.n - 1:-1], int(full[-1])) for full in fulls]
 
-    def step(self, states: list[State], pending: np.ndarray) -> tuple[np.ndarray, list[State]]:
-        ctx = np.concatenate([np.stack(states)[:, 1:], pending.astype(np.int64)[:, None]], axis=1)  # (B, N-1)
+    def step(self, states: np.ndarray | list[State], pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """states: the last step's contexts (B, N-1) as they are, or a list of rows (N-1,) to stack."""
+        last = states if type(states) is np.ndarray else np.stack(states)
+        ctx = np.concatenate([last[:, 1:], pending.astype(np.int64, copy=False)[:, None]], axis=1)  # (B, N-1)
         out = self.run({self.input: ctx})
-        return out[self.output], list(ctx)  # log_probs (B, V): already normalised, sampled like logits
+        return out[self.output], ctx  # log_probs (B, V): already normalised, sampled like logits; row b: ctx[b]

@@ -1,0 +1,70 @@
+"""The scheduler's active sequences as one batch, kept while none joins or leaves.
+
+What a step needs from its B sequences lives here in batch form: the stepper's states for these rows in
+this order (fed back whole, see stepping), the pending tokens (B,), the sampling plan and the rows' uniform
+numbers (sampling.Plan, sampling.Draws), and how many tokens each row may still make (B,). So a step costs a
+fixed number of numpy calls whatever B; only rows with a repetition penalty (their history) need Python
+work of their own. When the batch changes (a sequence joins or leaves), `release` hands every sequence its
+state, pending token, count and unused numbers back, and the next batch is made from them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.runtime.generation import sampling
+from service.runtime.generation.sequence import Sequence
+from service.runtime.generation.stepping import NgramStep, RecurrentStep
+
+NO_HISTORY = np.array([], np.int64)
+
+
+class Batch:
+    __slots__ = ("seqs", "states", "pending", "plan", "draws", "histories", "with_history", "left", "first_end",
+                 "steps", "fresh", "worker_text")
+
+    def __init__(self, seqs: list[Sequence]):
+        self.seqs = seqs
+        self.states = [s.state for s in seqs]  # after the first step: the stepper's own batch of states
+        self.pending = np.array([s.pending for s in seqs], np.int64)  # (B,) tokens the model reads next
+        self.plan = sampling.Plan([s.params for s in seqs])
+        self.draws = sampling.Draws([s.draws for s in seqs])
+        self.histories = [NO_HISTORY] * len(seqs)  # refreshed each step for the rows with a history
+        self.with_history = [i for i, s in enumerate(seqs) if s.history is not None]
+        self.left = np.array([s.max_tokens - s.generated for s in seqs])  # (B,) tokens each may still make, >= 1
+        self.first_end = int(self.left.min())  # no row reaches max_tokens before this batch's step number
+        self.steps = 0  # steps this batch has made: each row's count is its sequence's `generated` plus this
+        self.fresh = [i for i, s in enumerate(seqs) if s.generated == 0]  # rows whose first token is next
+        self.worker_text = [i for i, s in enumerate(seqs) if s.text_on_worker]  # rows with stop sequences
+
+    def step(self, stepper: RecurrentStep | NgramStep) -> sampling.Sampled:
+        """One token for every row (blocking: the graph runs)."""
+        logits, states = stepper.step(self.states, self.pending)  # logits (B, V)
+        for i in self.with_history:
+            self.histories[i] = np.array(self.seqs[i].history, np.int64)
+        sampled = sampling.step(logits, self.plan, self.histories, self.draws)
+        self.states, self.pending = states, sampled.tokens
+        self.steps += 1
+        for i in self.with_history:
+            self.seqs[i].history.append(sampled.tokens.item(i))
+        return sampled
+
+    def ends(self, tokens: np.ndarray, eos: int | None) -> dict[int, str]:
+        """The rows that end with this step's tokens (B,): "length" at max_tokens, "stop" at the end token."""
+        ends = {}
+        if self.steps >= self.first_end:
+            ends = dict.fromkeys(np.flatnonzero(self.left <= self.steps).tolist(), "length")
+        if eos is not None:
+            ends |= dict.fromkeys(np.flatnonzero(tokens == eos).tolist(), "stop")
+        return ends
+
+    def generated(self, i: int) -> int:
+        return self.seqs[i].generated + self.steps
+
+    def release(self) -> None:
+        """Hand every sequence its own state, pending token, count and numbers back (the batch is over)."""
+        self.draws.release()
+        for seq, state, token in zip(self.seqs, self.states, self.pending.tolist()):
+            seq.state, seq.pending = state, token
+            seq.generated += self.steps
+        self.steps = 0
