@@ -99,7 +99,11 @@ def test_bad_parameters_are_bad_input(kw):
 
 def test_uniforms_in_blocks_are_the_generators_own_sequence():
     blocks, calls = Uniforms(np.random.default_rng(7)), np.random.default_rng(7)
-    assert [blocks.random() for _ in range(200)] == [calls.random() for _ in range(200)]  # across 3 refills
+    numbers = [calls.random() for _ in range(200)]  # one call each
+    taken = [blocks.take(1), blocks.take(70), blocks.take(2)]  # across blocks of 64
+    blocks.give_back(taken[-1][1:])  # the last number taken, unused, comes next again
+    taken.append(blocks.take(127))
+    assert np.concatenate(taken).tolist() == numbers[:73] + numbers[72:199]
 
 
 def test_a_row_without_logprobs_reports_none():
@@ -109,15 +113,12 @@ def test_a_row_without_logprobs_reports_none():
 
 
 def test_a_rows_numbers_are_its_generators_whatever_batches_it_passes_through():
-    """Draws reads each row's numbers from its own block; a row that leaves a batch (release) and joins
-    another, with rows that draw or not (greedy), still reads its generator's sequence, across refills."""
-    params = [SamplingParams(), SamplingParams(temperature=0), SamplingParams(temperature=0.5)]
+    """Draws reads the rows' numbers a column at a time; a row that leaves a batch (release) and joins
+    another, in other company, still reads its generator's sequence, across refills."""
     row = Uniforms(np.random.default_rng(3))
     got = []
     for size, steps in ((1, 30), (3, 50), (2, 70)):  # the row is always first; its company changes
-        others = [Uniforms(np.random.default_rng(100 + size + k)) for k in range(size - 1)]
-        draws = Draws([row] + others)
-        drawing = np.array([[1]] + [[int(p.temperature > 0)] for p in params[1:size]])  # (B, 1)
-        got += [draws.next(drawing).item(0) for _ in range(steps)]
+        draws = Draws([row] + [Uniforms(np.random.default_rng(100 + size + k)) for k in range(size - 1)])
+        got += [draws.next().item(0) for _ in range(steps)]
         draws.release()
     assert got == np.random.default_rng(3).random(150).tolist()

@@ -118,7 +118,7 @@ class Plan:
     the common case) are sampled together: greedy ones in one argmax, temperature-1 ones from the step's
     own softmax, other temperatures in one scaled softmax; the rest (`special`) one by one (`_choose`)."""
 
-    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs", "drawing", "only")
+    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs", "only")
 
     def __init__(self, params: list[SamplingParams]):
         self.params = params
@@ -129,7 +129,6 @@ class Plan:
         self.temps = np.array([params[i].temperature for i in self.scaled], np.float64)[:, None]  # (S, 1)
         self.special = [i for i, p in enumerate(params) if not _is_plain(p)]
         self.logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]  # rows that report them
-        self.drawing = np.array([[p.temperature > 0] for p in params], np.intp).reshape(-1, 1)  # (B, 1): 1 draws
         # "unit" or "greedy" when every row samples that way (one call for the whole batch), else None.
         self.only = next((name for name in ("unit", "greedy") if len(getattr(self, name)) == len(params)), None)
 
@@ -186,7 +185,7 @@ def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: lis
     params = plan.params
     if not (len(logits) == len(params) == len(histories) == len(draws)):
         raise ValueError("logits, params, histories and draws need one entry per row")
-    u = draws.next(plan.drawing)  # (B, 1)
+    u = draws.next()  # (B, 1)
     z = logits.astype(np.float64)  # (B, V)
     zmax, cdf1 = _cumexp(z) if plan.only != "greedy" or plan.logprobs else (None, None)
     tokens = _plain_tokens(z, cdf1, u, plan)
@@ -205,62 +204,58 @@ def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: lis
     return Sampled(tokens, choices)
 
 
-BLOCK = 64  # numbers a row reads from its generator at once
+BLOCK = 64  # numbers a row takes from its generator at once
 
 
 class Uniforms:
-    """A row's generator read BLOCK numbers at a time. `rng.random(64)` gives the very numbers 64 calls of
-    `rng.random()` would (tests/service/test_sampling.py), so the row draws the same sequence and a step
-    reads an array instead of calling the Generator (~0.4 us with its lock). `block` and `pos` (how many of
-    it are used) travel with the sequence from batch to batch (`Draws`)."""
+    """A row's generator, read ahead: `rng.random(n)` gives the very numbers n calls of `rng.random()` would
+    (tests/service/test_sampling.py), so numbers drawn in blocks and used in order are the row's own sequence,
+    whatever batches the row passes through. `ahead` holds those drawn and not used yet."""
 
-    __slots__ = ("rng", "block", "pos")
+    __slots__ = ("rng", "ahead")
 
     def __init__(self, rng: np.random.Generator):
-        self.rng, self.block, self.pos = rng, np.zeros(BLOCK), BLOCK  # the first block drawn when first needed
+        self.rng, self.ahead = rng, np.empty(0)
 
-    def random(self) -> float:
-        if self.pos == BLOCK:
-            self.block, self.pos = self.rng.random(BLOCK), 0
-        self.pos += 1
-        return self.block.item(self.pos - 1)
+    def take(self, n: int) -> np.ndarray:
+        """The next n numbers (n,) float64, used up."""
+        if len(self.ahead) < n:
+            blocks = -(-(n - len(self.ahead)) // BLOCK)
+            self.ahead = np.concatenate((self.ahead, self.rng.random(blocks * BLOCK)))
+        out, self.ahead = self.ahead[:n], self.ahead[n:]
+        return out
+
+    def give_back(self, numbers: np.ndarray) -> None:
+        """Numbers taken and not used: they come next again."""
+        self.ahead = np.concatenate((numbers, self.ahead))
 
 
 class Draws:
-    """The uniform numbers of a batch's B rows, each from its own row's `Uniforms`, read for all rows in one
-    call: their blocks side by side in `flat` (B * BLOCK,), `at` (B, 1) the index of each row's next number.
-    A row reads the same numbers whatever batch it is in; `release` hands each row's block and position
-    back before the batch changes."""
+    """The uniform numbers of a batch's rows: the next BLOCK numbers of each row's own sequence side by side,
+    `window` (B, BLOCK), read one column a step. Every row reads a number every step, whether it draws or
+    not (a greedy row never uses its numbers, so it may as well let them go): the rows stay in step, and a
+    read is one slice. `release` gives each row back the numbers it has not read."""
 
-    __slots__ = ("sources", "blocks", "flat", "base", "at", "left")
+    __slots__ = ("sources", "window", "col")
 
     def __init__(self, sources: list[Uniforms]):
-        self.sources = sources
-        self.blocks = np.array([u.block for u in sources]).reshape(len(sources), BLOCK)
-        self.flat = self.blocks.reshape(-1)  # a view: rows refilled in `blocks` show here
-        self.base = np.arange(0, len(sources) * BLOCK, BLOCK)[:, None]  # (B, 1) where each row's block starts
-        self.at = self.base + np.array([[u.pos] for u in sources], np.intp).reshape(-1, 1)
-        self.left = 0  # steps before some row may run out of numbers: checked at the first
+        self.sources, self.window, self.col = sources, np.empty((len(sources), 0)), 0
 
     def __len__(self) -> int:
         return len(self.sources)
 
-    def next(self, drawing: np.ndarray) -> np.ndarray:
-        """Every row's next number (B, 1) float64; the rows where `drawing` (B, 1) is 1 use theirs up."""
-        if self.left == 0:
-            pos = self.at - self.base
-            for i in np.flatnonzero(pos == BLOCK).tolist():  # at most once in BLOCK steps for a row
-                self.blocks[i] = self.sources[i].rng.random(BLOCK)
-                self.at[i] = self.base[i]
-            self.left = BLOCK - int((self.at - self.base).max(initial=0))  # a row reads at most one a step
-        self.left -= 1
-        u = self.flat.take(self.at)
-        self.at += drawing
-        return u
+    def next(self) -> np.ndarray:
+        """Every row's next number (B, 1) float64, used up."""
+        if self.col == self.window.shape[1]:
+            self.window = np.array([u.take(BLOCK) for u in self.sources]).reshape(len(self.sources), BLOCK)
+            self.col = 0
+        self.col += 1
+        return self.window[:, self.col - 1:self.col]
 
     def release(self) -> None:
-        for src, block, pos in zip(self.sources, self.blocks, (self.at - self.base)[:, 0].tolist()):
-            src.block, src.pos = block, pos
+        for src, rest in zip(self.sources, self.window[:, self.col:]):
+            src.give_back(rest)
+        self.window, self.col = self.window[:, :0], 0
 
 
 def generator(seed: int | None) -> tuple[np.random.Generator, int]:

@@ -37,6 +37,8 @@ import time
 from collections import deque
 from typing import AsyncIterator, NamedTuple
 
+import numpy as np
+
 from service import metrics
 from service.runtime.errors import GenerationFailed, ModelNotReady, Overloaded, shown
 from service.runtime.generation.batch import Batch
@@ -67,10 +69,11 @@ def _text(seq: Sequence, token: int, end: str | None) -> tuple[str, bool]:
 class Step(NamedTuple):
     """One step's results for the event loop: row i's token is tokens[i]; rows in `events` come with their
     Event made by the worker (a last token, log-probabilities, text rendered on the worker), the others get
-    theirs on the event loop. A failed step has no tokens, and every row an error event."""
+    theirs on the event loop, which also counts the step in the metrics. A failed step has no tokens, and
+    every row an error event."""
 
     seqs: list[Sequence]
-    tokens: list[int] | None
+    tokens: np.ndarray | None  # (B,) int64
     events: dict[int, Event]
 
 
@@ -232,11 +235,20 @@ class Scheduler:
             self._set_active([])
             return
         self.steps += 1
-        self._m_batch.observe(len(batch.seqs))
-        self._m_tokens.inc(len(batch.seqs))
         ends = batch.ends(tokens, self.stepper.eos)
+        fresh = bool(batch.fresh)
+        # Usually no row needs Python work of its own: no stop sequence, log-probabilities, first or last token.
+        events = self._events(batch, tokens, choices, ends) if batch.worker_text or choices or ends or fresh else {}
+        self._deliver(Step(batch.seqs, tokens, events), urgent=fresh)
+        if ends:  # `_events` adds the rows that a stop sequence ends
+            self._set_active([s for i, s in enumerate(batch.seqs) if i not in ends])
+
+    def _events(self, batch: Batch, tokens: np.ndarray, choices: dict, ends: dict[int, str]) -> dict[int, Event]:
+        """The events the worker makes itself: rows with stop sequences (their text decides whether they end;
+        `ends` gains those that do), with log-probabilities, or at their last token. Also the time to the
+        first token of the rows that have just joined, and the time per token of those that end."""
         events: dict[int, Event] = {}
-        for i in batch.worker_text:  # rows with stop sequences: their text decides whether they end
+        for i in batch.worker_text:
             text, stopped = _text(batch.seqs[i], tokens.item(i), ends.get(i))
             if stopped:
                 ends[i] = "stop"
@@ -246,18 +258,16 @@ class Scheduler:
         for i, finish in ends.items():
             if i not in events:
                 events[i] = Event(tokens.item(i), None, finish)
-        fresh, batch.fresh = batch.fresh, []
-        now = time.perf_counter() if fresh or ends else 0.0
-        for i in fresh:
+        now = time.perf_counter()
+        for i in batch.fresh:
             seq = batch.seqs[i]
             seq.t_first = now
             self._m_ttft.observe(now - seq.t_queued)
+        batch.fresh = []
         for i in ends:
             if (n := batch.generated(i)) > 1:
                 self._m_tpot.observe((now - batch.seqs[i].t_first) / (n - 1))
-        self._deliver(Step(batch.seqs, tokens.tolist(), events), urgent=bool(fresh))
-        if ends:
-            self._set_active([s for i, s in enumerate(batch.seqs) if i not in ends])
+        return events
 
     def _fail(self, seqs: list[Sequence], error: Exception) -> None:
         self._deliver(Step(seqs, None, {i: Event(-1, "", "error", error=error) for i in range(len(seqs))}))
@@ -288,6 +298,10 @@ class Scheduler:
         if self._polling and self._poll_timer is None:
             self._poll_timer = self._loop.call_later(poll_interval(len(self._active)), self._poll)
         for seqs, tokens, events in steps:
+            if tokens is not None:
+                self._m_batch.observe(len(seqs))
+                self._m_tokens.inc(len(seqs))
+                tokens = tokens.tolist()
             for i, seq in enumerate(seqs):
                 event = events.get(i) if events else None
                 if event is None:  # the usual token: its text is rendered here, in token order

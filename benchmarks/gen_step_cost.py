@@ -1,0 +1,141 @@
+"""The generation worker's Python cost per step, in CPU time: what each step adds to the graph call.
+
+    python benchmarks/gen_step_cost.py               # island-lstm and island-lstm-int8, 1 and 32 streams
+    python benchmarks/gen_step_cost.py --dry-run     # tiny counts: a smoke test in seconds
+
+In this process: the model's session (the server's options, serving_session_options), stepper and
+scheduler as the served language model builds them, and S streams of --tokens tokens each (temperature 1,
+a seed each) whose consumers read their events as the streaming endpoints do (no HTTP). The worker's and
+the event loop's Python are measured in CPU time (`time.thread_time()`), which holds on a machine that other
+work shares, where wall-clock ratios do not (caches shared with other work still move it).
+
+graph call      wall time of one graph call on the worker thread (median over steps), for scale
+worker python   the worker thread's CPU between two graph calls (median): sampling, bookkeeping, the
+                hand-off to the event loop, right after the graph call, with the caches it left
+event loop      the event loop's CPU per step (its thread over the whole run / steps): events, their text,
+                the consumers' wake-ups
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import record  # noqa: E402  (after the path fix above)
+from zooserve import cpu  # noqa: E402
+
+
+class TimedRun:
+    """The session's run, timed on the calling (worker) thread: each call's wall time, and the thread's CPU
+    between the end of one call and the start of the next (onnxruntime may run part of a call on its own
+    pool threads, so the call itself is timed on the wall clock)."""
+
+    def __init__(self, run):
+        self.run, self.graph, self.between, self.last_end = run, [], [], None
+
+    def __call__(self, feeds):
+        start = time.thread_time()
+        if self.last_end is not None:
+            self.between.append(start - self.last_end)
+        wall = time.perf_counter()
+        out = self.run(feeds)
+        self.graph.append(time.perf_counter() - wall)
+        self.last_end = time.thread_time()
+        return out
+
+
+async def streams(model, settings, count: int, tokens: int) -> int:
+    """`count` streams of `tokens` tokens each, read to the end -> events read."""
+    from service.runtime.generation.request import Generation, parse
+
+    async def one(seed: int) -> int:
+        req = parse("The engineer and the sailor", {"max_tokens": tokens, "seed": seed}, settings, prompt_field="text")
+        return sum([len(batch) async for batch in Generation(model, req).batches()])
+
+    return sum(await asyncio.gather(*(one(s) for s in range(count))))
+
+
+def measure(folder: Path, count: int, tokens: int) -> dict:
+    from service.runtime.engine.session import OnnxModel, serving_session_options
+    from service.runtime.generation.scheduler import Scheduler
+    from service.runtime.tasks.language_model import card_vocab
+    from service.runtime.tasks.registry import served_class
+    from service.settings import Settings
+    from zooserve.card import load_card
+
+    card, settings = load_card(folder), Settings(_env_file=None)
+    session = OnnxModel(folder / "model.onnx", card, providers=["CPUExecutionProvider"],
+                        options=serving_session_options(settings))
+    vocab = card_vocab(card, {card.preprocess.vocab_file: (folder / card.preprocess.vocab_file).read_bytes()})
+    run = TimedRun(session.run)
+
+    class Served:  # what Generation reads of a served language model (tasks.language_model)
+        name, version = card.name, card.version
+    Served.vocab, Served.stepper = vocab, served_class(card).stepper_class(card, vocab, run)
+
+    async def main() -> tuple[int, int, float]:
+        Served.scheduler = Scheduler(Served.stepper, model=card.name, max_active=max(count, 1), max_waiting=0)
+        Served.scheduler.start()
+        await streams(Served, settings, 1, 8)  # warm-up
+        run.graph.clear(), run.between.clear()
+        steps0, cpu0 = Served.scheduler.steps, time.thread_time()
+        events = await streams(Served, settings, count, tokens)
+        loop_cpu, steps = time.thread_time() - cpu0, Served.scheduler.steps - steps0
+        await Served.scheduler.drain_and_stop()
+        return events, steps, loop_cpu
+
+    events, steps, loop_cpu = asyncio.run(main())
+    assert events == count * tokens, (events, count * tokens)
+    return {"graph": statistics.median(run.graph), "python": statistics.median(run.between),
+            "loop": loop_cpu / steps, "steps": steps}
+
+
+def threads() -> int:
+    from service.runtime.engine.session import serving_session_options
+    from service.settings import Settings
+
+    return serving_session_options(Settings(_env_file=None)).intra_op_num_threads
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
+    p.add_argument("--model", action="append", help="language models (default island-lstm, island-lstm-int8)")
+    p.add_argument("--streams", default="1,32", help="concurrent streams, one row each")
+    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
+    p.add_argument("--repeats", type=int, default=3, help="runs per row (the median of their medians is shown)")
+    p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
+    record.add_arguments(p)
+    args = p.parse_args(argv)
+    models = args.model or ["island-lstm", "island-lstm-int8"]
+    levels = [int(x) for x in args.streams.split(",")]
+    if args.dry_run:
+        levels, args.tokens, args.repeats = [1, 2], 16, 1
+
+    lines = [f"gen_step_cost: {args.tokens} tokens per stream, median of {args.repeats} runs, us per step, "
+             f"onnxruntime intra-op threads {threads()}, {cpu.describe()}\n",
+             "| model | streams | graph call (wall) | worker python (CPU) | event loop (CPU) |",
+             "|---|---:|---:|---:|---:|"]
+    for m in models:
+        for c in levels:
+            runs = [measure(args.models / m / "1", c, args.tokens) for _ in range(args.repeats)]
+            graph, python, loop = (statistics.median(r[k] for r in runs) for k in ("graph", "python", "loop"))
+            lines.append(f"| {m} | {c} | {graph * 1e6:,.1f} | {python * 1e6:,.1f} | {loop * 1e6:,.1f} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+    text = "\n".join(lines)
+    print(f"\n{text}")
+    record.save_run(args, text, script=__file__, argv=argv, models=models)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
