@@ -3,9 +3,9 @@
     python benchmarks/gen_step_cost.py               # island-lstm and island-lstm-int8, 1 and 32 streams
     python benchmarks/gen_step_cost.py --dry-run     # tiny counts: a smoke test in seconds
 
-In this process: the model's session (the server's options, serving_session_options), stepper and
-scheduler as the served language model builds them, and S streams of --tokens tokens each (temperature 1,
-a seed each) whose consumers read their events as the streaming endpoints do (no HTTP). The worker's and
+In this process: the served language model as the repository builds it (its session with the server's
+options, serving_session_options, its stepper and scheduler), and S streams of --tokens tokens each
+(temperature 1, a seed each) whose consumers read their events as the streaming endpoints do (no HTTP). The worker's and
 the event loop's Python are measured in CPU time (`time.thread_time()`), which holds on a machine that other
 work shares, where wall-clock ratios do not (caches shared with other work still move it).
 
@@ -54,19 +54,18 @@ class TimedRun:
 
 async def streams(model, settings, count: int, tokens: int) -> int:
     """`count` streams of `tokens` tokens each, read to the end -> events read."""
-    from service.runtime.generation.request import Generation, parse
+    from service.runtime.generation.request import parse
 
     async def one(seed: int) -> int:
         req = parse("The engineer and the sailor", {"max_tokens": tokens, "seed": seed}, settings, prompt_field="text")
-        return sum([len(batch) async for batch in Generation(model, req).batches()])
+        return sum([len(batch) async for batch in model.generate(req).batches()])
 
     return sum(await asyncio.gather(*(one(s) for s in range(count))))
 
 
 def measure(folder: Path, count: int, tokens: int) -> dict:
+    """One run: the served language model as the repository builds it, its graph calls timed."""
     from service.runtime.engine.session import OnnxModel, serving_session_options
-    from service.runtime.generation.scheduler import Scheduler
-    from service.runtime.tasks.language_model import card_vocab
     from service.runtime.tasks.registry import served_class
     from service.settings import Settings
     from zooserve.card import load_card
@@ -74,22 +73,18 @@ def measure(folder: Path, count: int, tokens: int) -> dict:
     card, settings = load_card(folder), Settings(_env_file=None)
     session = OnnxModel(folder / "model.onnx", card, providers=["CPUExecutionProvider"],
                         options=serving_session_options(settings))
-    vocab = card_vocab(card, {card.preprocess.vocab_file: (folder / card.preprocess.vocab_file).read_bytes()})
-    run = TimedRun(session.run)
-
-    class Served:  # what Generation reads of a served language model (tasks.language_model)
-        name, version = card.name, card.version
-    Served.vocab, Served.stepper = vocab, served_class(card).stepper_class(card, vocab, run)
+    files = {card.preprocess.vocab_file: (folder / card.preprocess.vocab_file).read_bytes()}
+    model = served_class(card)(card, session, files=files, settings=settings)
+    model.stepper.run = run = TimedRun(session.run)
 
     async def main() -> tuple[int, int, float]:
-        Served.scheduler = Scheduler(Served.stepper, model=card.name, max_active=max(count, 1), max_waiting=0)
-        Served.scheduler.start()
-        await streams(Served, settings, 1, 8)  # warm-up
+        model.start()
+        await streams(model, settings, 1, 8)  # warm-up
         run.graph.clear(), run.between.clear()
-        steps0, cpu0 = Served.scheduler.steps, time.thread_time()
-        events = await streams(Served, settings, count, tokens)
-        loop_cpu, steps = time.thread_time() - cpu0, Served.scheduler.steps - steps0
-        await Served.scheduler.drain_and_stop()
+        steps0, cpu0 = model.scheduler.steps, time.thread_time()
+        events = await streams(model, settings, count, tokens)
+        loop_cpu, steps = time.thread_time() - cpu0, model.scheduler.steps - steps0
+        await model.drain_and_stop()
         return events, steps, loop_cpu
 
     events, steps, loop_cpu = asyncio.run(main())

@@ -11,8 +11,8 @@ A sequence is `(state, pending)`: `pending` is its newest token, which the model
 `step(states, pending)` reads one pending token per sequence for B sequences at once -> logits (B, V) of the
 next token, and the B sequences' new states as one sequence of row states (`states[b]` is row b's). Given
 back whole to the next step (the same rows in the same order, the scheduler's usual case), it is fed as it
-is: no per-row work; a list of rows from different steps is gathered. The graphs are row-independent (the float ones bit for bit;
-see the test), so a row's logits do not depend on who else is in the batch.
+is: no per-row work; a list of rows from different steps is gathered. The graphs are row-independent (the
+float ones bit for bit; see the test), so a row's logits do not depend on who else is in the batch.
 
 The prompt rules (also used by /score, so generation and scoring read text the same way):
 * char models read paragraphs, one per line, after a "\\n" (a paragraph start). The prompt's last paragraph
