@@ -116,10 +116,10 @@ def test_sequences_join_and_leave_and_each_gets_its_own_tokens():
         sched.submit(seq(0, 1))
 
 
-def test_a_first_token_reaches_its_stream_at_once_whatever_the_poll_interval(monkeypatch):
+def test_a_first_and_a_last_token_reach_their_stream_at_once_whatever_the_poll_interval(monkeypatch):
     """While sequences are active, the event loop collects their tokens on a timer (poll_interval); a
-    sequence's first token wakes it at once instead. With a timer of a minute, a sequence that joins a busy
-    scheduler still gets its first (and only) token: only that wake-up can have delivered it."""
+    sequence's first token, and its last, wake it at once instead. With a timer of a minute, a sequence that
+    joins a busy scheduler still gets its first and last token: only those wake-ups can have delivered them."""
     monkeypatch.setattr(scheduler_module, "POLL_S", 60.0)
     monkeypatch.setattr(scheduler_module, "POLL_MAX_S", 60.0)
 
@@ -132,12 +132,14 @@ def test_a_first_token_reaches_its_stream_at_once_whatever_the_poll_interval(mon
             await asyncio.sleep(0.001)
         await asyncio.sleep(0.01)  # its first token has set the loop polling, every minute
         late = sched.submit(seq(3, 1))
-        first = await asyncio.wait_for(text_of(sched, late), 10)
+        first = await asyncio.wait_for(text_of(sched, late), 10)  # its first token is its last
+        later = sched.submit(seq(0, 3000))  # many steps: its first token's wake-up comes long before its end
+        whole = await asyncio.wait_for(text_of(sched, later), 10)
         sched.cancel(busy)
         await sched.drain_and_stop()
-        return first
+        return first, whole
 
-    assert run(body) == ("4", "length")
+    assert run(body) == (("4", "length"), ("".join(str(t % V) for t in range(1, 3001)), "length"))
 
 
 def test_bounds_queue_then_refuse_with_overloaded():

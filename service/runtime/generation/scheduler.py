@@ -17,9 +17,10 @@ next graph call runs without the GIL.
 
 Hand-off: waking another thread costs the waker a futex or self-pipe write and, on this machine's VM,
 ~40-140 us a step (measured): the GIL goes to the woken event loop, which keeps it while it handles the
-tokens. So the worker wakes the loop only when it is idle or a sequence has its first token; while
-sequences are active the loop collects the outbox on a timer by itself (nothing on the worker's path), and
-each stream gets the tokens of the steps since in one write. Each stream's wake-up and write cost the
+tokens. So the worker wakes the loop only when it is idle or a sequence has its first or last token (time
+to first token, and the end of an answer); while sequences are active the loop collects the outbox on a
+timer by itself (nothing on the worker's path), and each stream gets the tokens of the steps since in one
+write. Each stream's wake-up and write cost the
 loop tens of microseconds however many tokens it carries, so the timer's interval grows with the number of
 streams (`poll_interval`: 2 ms up to 5 streams, 12.8 ms at 32, at most 20 ms): at 32 streams each write
 carries several tokens instead of one or two.
@@ -239,7 +240,7 @@ class Scheduler:
         fresh = bool(batch.fresh)
         # Usually no row needs Python work of its own: no stop sequence, log-probabilities, first or last token.
         events = self._events(batch, tokens, choices, ends) if batch.worker_text or choices or ends or fresh else {}
-        self._deliver(Step(batch.seqs, tokens, events), urgent=fresh)
+        self._deliver(Step(batch.seqs, tokens, events), urgent=fresh or bool(ends))
         if ends:  # `_events` adds the rows that a stop sequence ends
             self._set_active([s for i, s in enumerate(batch.seqs) if i not in ends])
 
@@ -273,8 +274,8 @@ class Scheduler:
         self._deliver(Step(seqs, None, {i: Event(-1, "", "error", error=error) for i in range(len(seqs))}))
 
     def _deliver(self, step: Step, *, urgent: bool = False) -> None:
-        """Queue a step for the event loop; wake it only if it is not polling (or a sequence has its first
-        token, `urgent`) and no wake-up is on its way."""
+        """Queue a step for the event loop; wake it only if it is not polling (or a sequence has its first or
+        last token, `urgent`) and no wake-up is on its way."""
         with self._outbox_lock:
             self._outbox.append(step)
             if (self._polling and not urgent) or self._wake_pending:
