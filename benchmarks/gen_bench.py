@@ -167,23 +167,32 @@ def report(args: argparse.Namespace, models: list[str], levels: list[int], rows:
     return "\n".join(lines)
 
 
+def add_stream_arguments(p: argparse.ArgumentParser, streams: str) -> None:
+    """The arguments of both generation benchmarks (this one and gen_step_cost.py)."""
+    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
+    p.add_argument("--model", action="append", help="language models to run (default island-lstm, island-lstm-int8)")
+    p.add_argument("--streams", default=streams, help="concurrent streams, one row each")
+    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
+    p.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
+    p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
+    record.add_arguments(p)
+
+
+def stream_plan(args: argparse.Namespace) -> tuple[list[str], list[int]]:
+    """(models, stream counts) from add_stream_arguments' arguments; --dry-run's tiny counts set on `args`."""
+    if args.dry_run:
+        args.streams, args.tokens, args.repeats = "1,2", 16, 1
+    return args.model or ["island-lstm", "island-lstm-int8"], [int(x) for x in args.streams.split(",")]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
-    p.add_argument("--model", action="append", help="language models to run (default island-lstm, island-lstm-int8)")
-    p.add_argument("--streams", default="1,8,32", help="concurrency levels")
-    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
-    p.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
+    add_stream_arguments(p, "1,8,32")
     p.add_argument("--threads", type=int, help="onnxruntime intra/inter-op threads, raw and server alike "
                                                "(default: the server's own policy, serving_session_options)")
-    p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
-    record.add_arguments(p)
     args = p.parse_args(argv)
-    models = args.model or ["island-lstm", "island-lstm-int8"]
-    levels = [int(x) for x in args.streams.split(",")]
-    if args.dry_run:
-        levels, args.tokens, args.repeats = [1, 2], 16, 1
+    models, levels = stream_plan(args)
     raw_steps = max(50, args.tokens)
 
     rows, results, load0 = [], {}, os.getloadavg()[0]

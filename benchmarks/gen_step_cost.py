@@ -30,6 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import record  # noqa: E402  (after the path fix above)
+from benchmarks.gen_bench import add_stream_arguments, stream_plan  # noqa: E402
 from zooserve import cpu  # noqa: E402
 
 
@@ -103,20 +104,11 @@ def threads() -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
-    p.add_argument("--model", action="append", help="language models (default island-lstm, island-lstm-int8)")
-    p.add_argument("--streams", default="1,32", help="concurrent streams, one row each")
-    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
-    p.add_argument("--repeats", type=int, default=3, help="runs per row (the median of their medians is shown)")
-    p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
-    record.add_arguments(p)
+    add_stream_arguments(p, "1,32")
     args = p.parse_args(argv)
-    models = args.model or ["island-lstm", "island-lstm-int8"]
-    levels = [int(x) for x in args.streams.split(",")]
-    if args.dry_run:
-        levels, args.tokens, args.repeats = [1, 2], 16, 1
+    models, levels = stream_plan(args)
 
-    lines = [f"gen_step_cost: {args.tokens} tokens per stream, median of {args.repeats} runs, us per step, "
+    lines = [f"gen_step_cost: {args.tokens} tokens per stream, median of {args.repeats} runs' medians, us per step, "
              f"onnxruntime intra-op threads {threads()}, {cpu.describe()}\n",
              "| model | streams | graph call (wall) | worker python (CPU) | event loop (CPU) |",
              "|---|---:|---:|---:|---:|"]
