@@ -48,8 +48,8 @@ from service.runtime.generation.sequence import Event, Sequence
 
 log = logging.getLogger(__name__)
 # While sequences are active, the event loop collects their tokens every POLL_PER_STREAM_S per active stream,
-# within [POLL_S, POLL_MAX_S]: a stream's wake-up and write cost the loop ~30 us (measured) however many tokens
-# they carry, so this keeps those costs near a tenth of the loop's time.
+# within [POLL_S, POLL_MAX_S]: a stream's wake-up and write cost the loop about 30 us however many tokens they
+# carry (docs/generation.md), so this keeps those costs near a tenth of the loop's time.
 POLL_S, POLL_PER_STREAM_S, POLL_MAX_S = 0.002, 0.0004, 0.02
 
 
