@@ -32,6 +32,9 @@ MODEL_READY = Gauge("zooserve_model_ready", "1 when a model version is loaded an
                     ["model", "version"], multiprocess_mode="livemin")
 MODEL_LOAD_SECONDS = Gauge("zooserve_model_load_duration_seconds", "Time the last load of a model version took.",
                            ["model", "version"], multiprocess_mode="max")
+MODEL_THREADS = Gauge("zooserve_model_intra_op_threads", "onnxruntime intra-op threads of a model version's "
+                      "session (the thread policy's choice, docs/performance.md).", ["model", "version"],
+                      multiprocess_mode="max")
 # Text models: positions the requests brought, and positions the batcher padded to the longest row of a batch.
 TOKENS = Counter("zooserve_tokens_total", "Token positions the requests sent to a text model (their own length).",
                  ["model"])

@@ -486,3 +486,25 @@ def test_several_repository_folders_serve_together_and_a_name_in_two_is_served_f
     assert lin.status_code == 200 and other.status_code == 200 and other.json()["model_version"] == "2"
     np.testing.assert_allclose(_logits(other), second.reference("other", 2, {"input": x})["logits"], rtol=1e-5, atol=1e-5)
     assert both.json()["versions"] == ["1"]  # from the first folder; the second folder's version 5 is shadowed
+
+
+@pytest.mark.parametrize("compute_bound", [False, True])
+def test_thread_policy_leaves_a_core_to_the_event_loop_unless_the_model_is_compute_bound(make_repo, serve,
+                                                                                         monkeypatch, compute_bound):
+    from service.runtime.engine.session import core_share
+    from service.runtime.repository import repository as repository_module
+    from service.settings import Settings
+
+    # The fake linear model costs a few microseconds per row: HTTP-bound, unless the bound is lowered to 0.
+    if compute_bound:
+        monkeypatch.setattr(repository_module, "COMPUTE_BOUND_ROW_US", 0.0)
+    repo = make_repo(("lin", 1))
+
+    async def body(client, app):
+        entry = app.state.repository.entry("lin")
+        return entry.served.session.intra_op_threads, (await client.get("/metrics")).text
+
+    threads, text = serve(repo.root, body, intra_op_threads=0)
+    share = core_share(Settings(_env_file=None))
+    assert threads == (share if compute_bound or share == 1 else share - 1)
+    assert f'zooserve_model_intra_op_threads{{model="lin",version="1"}} {float(threads)}' in text

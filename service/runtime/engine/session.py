@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from functools import cached_property
 from pathlib import Path
 
@@ -27,6 +28,12 @@ V2_TO_NUMPY = {
     "UINT64": np.uint64, "BOOL": np.bool_,
 }
 DEFAULT_PROVIDERS = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+# Thread policy (serving_session_options, repository): a model whose row costs at least this much CPU time
+# in a batch is compute-bound and gets every core of its worker; below it, HTTP and JSON parsing (0.15-0.3
+# ms of one core per request on the 2-core benchmark machine) cost more than the model, and the event loop,
+# a single thread, keeps a core of its own.
+COMPUTE_BOUND_ROW_US = 150.0
+PROBE_ROWS = 16  # the batch the per-row cost is measured at
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
@@ -80,6 +87,7 @@ class OnnxModel:
         except Exception as exc:  # onnxruntime raises several private exception types for bad files
             raise ModelLoadError(f"{path.name}: onnxruntime cannot load it: {exc}") from exc
         self.card = card
+        self.intra_op_threads = options.intra_op_num_threads
         self.validate()
         self.provider = self.session.get_providers()[0]
         self.input_names = [i.name for i in card.inputs]
@@ -112,6 +120,29 @@ class OnnxModel:
         outputs = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, outputs))
 
+    def row_cost_us(self, rows: int = PROBE_ROWS) -> float | None:
+        """CPU time one row costs in a batch of `rows`, in microseconds: the process's CPU time over a run
+        (every onnxruntime thread's, and not the wall time, which other programs on the machine stretch),
+        the best of three, over the rows. The repository loads one model at a time, so nothing else in the
+        process runs meanwhile. None without a batch axis (a stepping graph's state)."""
+        if not self.batchable:
+            return None
+        length = getattr(self.card.preprocess, "max_length", None) or 1  # text: the longest a request may be
+        feeds = {}
+        for s in self.card.inputs:
+            if s.optional:
+                continue
+            shape = [rows if i == 0 else (length if d == -1 else d) for i, d in enumerate(s.shape)]
+            dtype = V2_TO_NUMPY[s.datatype]
+            # Ones: a valid token id and an attention mask that keeps every position; zeros for images.
+            feeds[s.name] = np.ones(shape, dtype) if np.issubdtype(dtype, np.integer) else np.zeros(shape, dtype)
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.process_time()
+            self.run(feeds)
+            best = min(best, time.process_time() - t0)
+        return best / rows * 1e6
+
     def warmup(self) -> None:
         """One inference at batch 1 with zeros, so the first client does not pay for lazy initialisation:
         without the optional inputs, then (if there are any) with them, since both are served."""
@@ -122,18 +153,23 @@ class OnnxModel:
             self.run(feeds)
 
 
-def serving_session_options(s: Settings) -> ort.SessionOptions:
+def core_share(s: Settings) -> int:
+    """One worker's share of the usable cores (cores // workers, at least 1)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // s.workers)
+
+
+def serving_session_options(s: Settings, intra_op: int | None = None) -> ort.SessionOptions:
     """onnxruntime options as the server uses them (benchmarks/serve_bench.py builds its raw sessions with this).
 
-    Thread policy (docs/performance.md, "Threads"): `intra_op_threads=0` gives each worker process its share
-    of the usable cores (cores // workers, at least 1), so one worker uses the whole machine and N workers
-    do not oversubscribe it. Idle pool threads sleep instead of spinning: a spinning pool takes the core the
-    event loop needs between runs (on 2 cores spinning halved LeNet's throughput). A compute-bound model
-    then gets every core while it runs a batch, and the loop parses the next requests as soon as the batch
-    is done; an HTTP-bound one barely wakes the pool (onnxruntime parallelises an operator only when its
-    cost is worth it, and batches under batcher.INLINE_RUN_S run on the event loop itself)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    intra = s.intra_op_threads or max(1, cores // s.workers)
+    Thread policy (docs/performance.md, "Threads"), when `intra_op_threads` is 0: a session opens with its
+    worker's share of the cores (core_share), so N workers do not oversubscribe the machine; the repository
+    then measures the model's core time per row (OnnxModel.row_cost_us) and, unless the model is
+    compute-bound (COMPUTE_BOUND_ROW_US), opens it again with one thread fewer (`intra_op`), leaving a core
+    to the event loop, whose HTTP and parsing cost more than such a model. Idle pool threads sleep instead of
+    spinning: a spinning pool takes the core the event loop needs between runs (on 2 cores spinning halved
+    LeNet's throughput)."""
+    intra = intra_op or s.intra_op_threads or core_share(s)
     opts = session_options(intra, s.inter_op_threads, s.graph_optimization)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
