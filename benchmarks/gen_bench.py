@@ -58,13 +58,20 @@ def server_env(threads: int | None, max_active: int) -> dict[str, str]:
     return env
 
 
-def server_options(env: dict[str, str]):
-    """The onnxruntime session options the server builds from `env`, for the raw stepping."""
+def server_options(env: dict[str, str], base_url: str, model: str):
+    """The onnxruntime session options the server built for `model` from `env`, for the raw stepping: its
+    settings, with the intra-op thread count its thread policy chose (zooserve_model_intra_op_threads)."""
+    import urllib.request
+
     from service.runtime.engine.session import serving_session_options
     from service.settings import Settings
 
-    return serving_session_options(Settings(_env_file=None, **{k.removeprefix("ZOOSERVE_").lower(): v
-                                                               for k, v in env.items()}))
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as r:
+        lines = r.read().decode().splitlines()
+    threads = next(int(float(line.rsplit(" ", 1)[1])) for line in lines
+                   if line.startswith("zooserve_model_intra_op_threads{") and f'model="{model}"' in line)
+    settings = Settings(_env_file=None, **{k.removeprefix("ZOOSERVE_").lower(): v for k, v in env.items()})
+    return serving_session_options(settings, intra_op=threads)
 
 
 def raw_rows_per_s(folder: Path, batch: int, steps: int, opts) -> tuple[float, float]:
@@ -140,10 +147,10 @@ def int8_line(results: dict, float_model: str, int8_model: str, top: int) -> str
 
 
 def report(args: argparse.Namespace, models: list[str], levels: list[int], rows: list[str], results: dict,
-           loads: tuple[float, float], threads: int) -> str:
+           loads: tuple[float, float], threads: str) -> str:
     """The Markdown report: the run's settings and machine, the table, and the targets' ratios."""
     lines = [f"gen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime intra-op threads "
-             f"{threads} (the server's session options), {os.cpu_count()} CPUs: {cpu.describe()}, load average "
+             f"{threads} (per model, as the server chose them: zooserve_model_intra_op_threads), {os.cpu_count()} CPUs: {cpu.describe()}, load average "
              f"{loads[0]:.2f} at start and {loads[1]:.2f} at the end\n",
              "| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
              "zooserve us/token/stream | ratio |",
@@ -202,10 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             (repo / m).symlink_to((args.models / m).resolve())
         env = server_env(args.threads, max(levels))
-        opts = server_options(env)
+        threads = {}
         with running_server(repo, workdir=Path(tmp) / "run", env=env) as server:
             for m in models:
                 folder = args.models / m / "1"
+                opts = server_options(env, server.base_url, m)
+                threads[m] = opts.intra_op_num_threads
                 for c in levels:
                     raw = [raw_rows_per_s(folder, c, raw_steps, opts) for _ in range(args.repeats)]
                     raw_tps = statistics.median(r[0] for r in raw)
@@ -218,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                                 f"{raw_step * 1e6:,.0f} | {per_token * 1e6:,.0f} | {per_token / raw_step:.2f} |")
                     print(rows[-1], file=sys.stderr, flush=True)
 
-    text = report(args, models, levels, rows, results, (load0, os.getloadavg()[0]), opts.intra_op_num_threads)
+    text = report(args, models, levels, rows, results, (load0, os.getloadavg()[0]),
+                  ", ".join(f"{m} {n}" for m, n in threads.items()))
     print(f"\n{text}")
     record.save_run(args, text, script=__file__, argv=argv, models=models)
     return 0
