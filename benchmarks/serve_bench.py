@@ -152,8 +152,9 @@ class Process:
         self.log_path = log_dir / f"{name}-{port}.log"
         with open(self.log_path, "wb") as f:
             self.started = time.perf_counter()
+            # A session (process group) of its own: stop() can end whatever the server started too.
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
 
     def wait_ready(self, path: str, timeout: float) -> float:
         """Seconds from launch until GET path answers 200."""
@@ -176,6 +177,9 @@ class Process:
             return ""
 
     def stop(self) -> None:
+        """SIGTERM to the server (a graceful stop), SIGKILL after 15 s; then SIGKILL to its process group, so
+        no worker it spawned outlives it (LitServe's inference workers kept a third of a core busy after
+        their server had gone, skewing every later measurement)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -183,6 +187,10 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:
