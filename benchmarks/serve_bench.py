@@ -94,6 +94,7 @@ class Row:
     ceiling: float | None = None  # req/s the machine allows this model (see ceiling())
     vs_ceiling: float | None = None
     workers: int = 1
+    rps_runs: list[float] | None = None  # req/s of each repeat (--repeats): rps is their median
 
     def __post_init__(self):
         if isinstance(self.latencies_ms, dict):  # from wrk: percentiles only
@@ -101,12 +102,37 @@ class Row:
 
     @property
     def rps(self) -> float:
+        if self.rps_runs:
+            return statistics.median(self.rps_runs)
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     def pct(self, q: float) -> float:
         if self.percentiles_ms is not None:
             return self.percentiles_ms.get(q, float("nan"))
         return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+
+def merge_repeats(rows: list[Row]) -> list[Row]:
+    """One row per (target, model, encoding, concurrency) from --repeats runs: the median req/s, the requests,
+    errors and seconds summed, latencies pooled (wrk: the median of each percentile), the formed batch averaged."""
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r.target, r.model, r.encoding, r.concurrency, r.workers), []).append(r)
+    merged = []
+    for runs in groups.values():
+        if len(runs) == 1:
+            merged.append(runs[0])
+            continue
+        first = runs[0]
+        pct = ({q: statistics.median(r.percentiles_ms[q] for r in runs) for q in first.percentiles_ms}
+               if first.percentiles_ms is not None else None)
+        formed = [r.formed_batch for r in runs if r.formed_batch]
+        merged.append(Row(first.target, first.model, first.encoding, first.concurrency,
+                          sum(r.requests for r in runs), sum(r.errors for r in runs), sum(r.seconds for r in runs),
+                          [ms for r in runs for ms in r.latencies_ms], percentiles_ms=pct,
+                          formed_batch=sum(formed) / len(formed) if formed else None, workers=first.workers,
+                          rps_runs=[r.rps for r in runs]))
+    return merged
 
 
 def ceiling(cores: int, ort_rows_s: float, bare_rps: float) -> float:
@@ -623,6 +649,8 @@ def parse_args(argv):
     add_load_arguments(p)
     p.add_argument("--idle-requests", type=int, help="sequential requests for the idle latency (default 200; dry run 20)")
     p.add_argument("--cold-starts", type=int, help="server launches for the cold-start median (default 3; dry run 1)")
+    p.add_argument("--repeats", type=int, default=1, help="measure each level this many times, bare and zooserve "
+                   "alternating, and report the median req/s (latency percentiles over every repeat's requests)")
     p.add_argument("--workers", type=int, default=2, help="also measure the first model over JSON at the top "
                    "concurrency with this many worker processes against one (default 2; 1 = skip)")
     p.add_argument("--client", choices=["raw", "httpx", "wrk"], default="raw",
@@ -708,7 +736,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     skipped: list[str] = []
     extra: dict = {"mode": "dry-run" if args.dry_run else "full", "repository": str(repo), "plan": asdict(plan),
-                   "client": args.client}
+                   "client": args.client, "repeats": args.repeats}
     t_begin = time.perf_counter()
     try:
         # -- cold start: launch -> ready, with the repository given -------------------------------------
@@ -792,7 +820,7 @@ def main(argv: list[str] | None = None) -> int:
         extra["idle"], extra["bare_idle_ms"] = idle, bare_idle
 
         # -- (b) bare and (c) zooserve under load, interleaved -------------------------------------------
-        for c in plan.concurrency:
+        for c, _ in [(c, r) for c in plan.concurrency for r in range(args.repeats)]:
             for enc in ("json", "binary"):
                 b = ctx[models[0]]["bodies"][enc]
                 for target, port in bare_ports.items():
@@ -811,6 +839,7 @@ def main(argv: list[str] | None = None) -> int:
                     formed = (s1 - s0) / (n1 - n0) if n1 > n0 else None
                     rows.append(Row("zooserve", m, enc, c, done, errors, wall, lat, formed_batch=formed))
                     log(f"zooserve {m} {enc} c={c}: {rows[-1].rps:.0f} req/s, formed batch {formed or 0:.1f}")
+        rows = merge_repeats(rows)
         if args.workers > 1:
             rows.append(measure_workers(runner, args, zoo_env, log_dir, procs, plan, models[0],
                                         ctx[models[0]]["bodies"]["json"], extra))
@@ -921,7 +950,8 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> str:
     p(f"- repository: {extra['repository']}")
     plan = extra["plan"]
     p(f"- plan: concurrency {plan['concurrency']}, {plan['requests']} requests per level (cap {plan['max_seconds']}s), "
-      f"{plan['warmup']} warm-up requests; load generator: {CLIENTS[extra['client']]} in the benchmark "
+      f"{plan['warmup']} warm-up requests, {extra['repeats']} repeat(s) of each level (req/s: the median, "
+      f"with the range); load generator: {CLIENTS[extra['client']]} in the benchmark "
       f"process, one keep-alive connection per concurrent request, sharing the CPUs with the servers")
     if skipped:
         p(f"- skipped (not READY in the repository): {', '.join(skipped)}")
@@ -933,7 +963,8 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> str:
     for r in sorted(rows, key=lambda r: (order[r.target], r.model, r.encoding, r.concurrency, r.workers)):
         err = f" ({r.errors} errors)" if r.errors else ""
         target = f"{r.target} ({r.workers} workers)" if r.workers > 1 else r.target
-        p(f"| {target} | {r.model} | {r.encoding} | {r.concurrency} | {r.rps:.0f}{err} | {r.pct(50):.2f} | "
+        spread = f" ({min(r.rps_runs):.0f}-{max(r.rps_runs):.0f})" if r.rps_runs else ""
+        p(f"| {target} | {r.model} | {r.encoding} | {r.concurrency} | {r.rps:.0f}{spread}{err} | {r.pct(50):.2f} | "
           f"{r.pct(95):.2f} | {r.pct(99):.2f} | {_f(r.formed_batch, '.1f')} | "
           f"{_f(r.ort_batch_rows_s, '.0f')}{'' if r.ort_batch is None else f' (b={r.ort_batch})'} | "
           f"{_f(r.vs_bare, '.2f')} | {_f(r.vs_bare_asgi, '.2f')} | {_f(r.vs_ort_batch, '.2f')} | "
