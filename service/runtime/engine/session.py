@@ -70,6 +70,11 @@ def _check_spec(kind: str, spec: TensorSpec, node) -> None:
         raise ModelLoadError(f"{kind} {shown(spec.name)}: card says shape {spec.shape}, graph has {graph_shape}")
 
 
+def batchable(card: ModelCard) -> bool:
+    """Batching needs a dynamic first axis on every input and output."""
+    return all(s.shape and s.shape[0] == -1 for s in (*card.inputs, *card.outputs))
+
+
 class OnnxModel:
     """A loaded, validated session. `run` is blocking: callers keep it off the event loop."""
 
@@ -105,28 +110,25 @@ class OnnxModel:
             for spec in specs:
                 _check_spec(kind, spec, by_name[spec.name])
         defaults = {n.name: n for n in self.session.get_overridable_initializers()}
-        for spec in self.card.inputs:
-            if spec.optional and spec.name not in defaults:
+        for spec in (s for s in self.card.inputs if s.optional):
+            if spec.name not in defaults:
                 raise ModelLoadError(f"optional input {shown(spec.name)}: the graph holds no default for it")
-            if spec.optional:
-                _check_spec("optional input", spec, defaults[spec.name])
+            _check_spec("optional input", spec, defaults[spec.name])
 
     @cached_property
     def batchable(self) -> bool:
-        """Batching needs a dynamic first axis on every input and output (asked on every request)."""
-        return all(s.shape and s.shape[0] == -1 for s in (*self.card.inputs, *self.card.outputs))
+        """Asked on every request: cached."""
+        return batchable(self.card)
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, outputs))
 
-    def row_cost_us(self, rows: int = PROBE_ROWS) -> float | None:
-        """CPU time one row costs in a batch of `rows`, in microseconds: the process's CPU time over a run
-        (every onnxruntime thread's, and not the wall time, which other programs on the machine stretch),
-        the best of three, over the rows. The repository loads one model at a time, so nothing else in the
-        process runs meanwhile. None without a batch axis (a stepping graph's state)."""
-        if not self.batchable:
-            return None
+    def row_cost_us(self, rows: int = PROBE_ROWS) -> float:
+        """CPU time one row costs in a batch of `rows` (a batchable graph), in microseconds: the process's CPU
+        time over a run (every onnxruntime thread's, and not the wall time, which other programs on the
+        machine stretch), the best of three, over the rows. The repository loads one model at a time, so
+        nothing else in the process runs meanwhile."""
         length = getattr(self.card.preprocess, "max_length", None) or 1  # text: the longest a request may be
         feeds = {}
         for s in self.card.inputs:
@@ -149,7 +151,7 @@ class OnnxModel:
         feeds = {s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=V2_TO_NUMPY[s.datatype])
                  for s in self.card.inputs}
         self.run({s.name: feeds[s.name] for s in self.card.inputs if not s.optional})
-        if len(feeds) > sum(not s.optional for s in self.card.inputs):
+        if any(s.optional for s in self.card.inputs):
             self.run(feeds)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
 import logging
 import time
@@ -21,7 +22,7 @@ import onnxruntime as ort
 
 from service import metrics
 from service.runtime.engine.arrivals import Arrivals
-from service.runtime.engine.session import (COMPUTE_BOUND_ROW_US, OnnxModel, select_providers,
+from service.runtime.engine.session import (COMPUTE_BOUND_ROW_US, OnnxModel, batchable, select_providers,
                                             serving_session_options)
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady, shown
 from service.runtime.repository.entries import Entry, ModelState, Table
@@ -46,12 +47,17 @@ def settle_heap() -> None:
     _trim_heap()
 
 
+@functools.cache
+def _libc():
+    return ctypes.CDLL("libc.so.6")
+
+
 def _trim_heap() -> None:
     """Hand the heap's free pages back to the OS (glibc's malloc_trim). Sessions that were opened and then
     dropped (a reload's old version; the thread policy's first try) leave their tables' memory free but
     still counted in RSS: island-ngram-char's 120 MB of lookup tables, opened twice, stayed as +221 MB."""
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
         pass
 
@@ -100,8 +106,7 @@ class ModelRepository:
         folder = self._homes[name] / name / str(version)
         card = read_card(folder, name, version)
         files = card_files(folder, card)
-        session = self._open(folder, card, files, serving_session_options(self.settings))
-        session = self._fit_threads(session, folder, card, files)
+        session = self._open_fitted(folder, card, files)
         if not session.batchable and card.task == "language-model":
             # Expected: a stepping graph's state is (layers, batch, hidden). Not worth a warning at every start.
             log.info("%s/%s: V2 infer and /score run each request on its own (the state's batch axis is its "
@@ -121,26 +126,34 @@ class ModelRepository:
             raise ModelLoadError(f"the warm-up inference failed: {type(exc).__name__}: {exc}") from exc
         return session
 
-    def _fit_threads(self, session: OnnxModel, folder: Path, card, files: dict[str, bytes]) -> OnnxModel:
-        """The thread policy (engine.session.serving_session_options): a compute-bound model keeps every core
-        of its worker; any other (and a stepping graph, whose per-token work is too small to split) is opened
-        again with one thread fewer, so that the event loop keeps a core of its own."""
-        if self.settings.intra_op_threads or session.intra_op_threads <= 1 or session.provider != "CPUExecutionProvider":
+    def _open_fitted(self, folder: Path, card, files: dict[str, bytes]) -> OnnxModel:
+        """The session with the thread policy's count (engine.session.serving_session_options): a compute-bound
+        model keeps every core of its worker; any other is opened again with one thread fewer, so that the
+        event loop keeps a core of its own. A stepping graph (no batch axis: its per-token work is too small
+        to split) opens with one fewer at once, since there is nothing to measure."""
+        options = serving_session_options(self.settings)
+        share = options.intra_op_num_threads
+        if self.settings.intra_op_threads or share <= 1:
+            return self._open(folder, card, files, options)
+        if not batchable(card):
+            log.info("%s/%s: a stepping graph: %d intra-op thread(s), a core left to the event loop", card.name,
+                     card.version, share - 1)
+            return self._open(folder, card, files, serving_session_options(self.settings, intra_op=share - 1))
+        session = self._open(folder, card, files, options)
+        if session.provider != "CPUExecutionProvider":
             return session
         try:
             cost = session.row_cost_us()
         except Exception as exc:  # a graph that cannot run the probe's shapes keeps the default threads
-            log.info("%s/%s: no per-row cost (%s); %d intra-op threads", card.name, card.version, exc,
-                     session.intra_op_threads)
+            log.info("%s/%s: no per-row cost (%s); %d intra-op threads", card.name, card.version, exc, share)
             return session
-        if cost is not None and cost >= COMPUTE_BOUND_ROW_US:
+        if cost >= COMPUTE_BOUND_ROW_US:
             log.info("%s/%s: %.0f us of CPU time per row: compute-bound, %d intra-op threads", card.name,
-                     card.version, cost, session.intra_op_threads)
+                     card.version, cost, share)
             return session
-        fewer = session.intra_op_threads - 1
-        log.info("%s/%s: %s: %d intra-op thread(s), a core left to the event loop", card.name, card.version,
-                 "a stepping graph" if cost is None else f"{cost:.0f} us of CPU time per row", fewer)
-        return self._open(folder, card, files, serving_session_options(self.settings, intra_op=fewer))
+        log.info("%s/%s: %.0f us of CPU time per row: %d intra-op thread(s), a core left to the event loop",
+                 card.name, card.version, cost, share - 1)
+        return self._open(folder, card, files, serving_session_options(self.settings, intra_op=share - 1))
 
     async def load(self, name: str) -> list[Entry]:
         """(Re)load the wanted versions of `name` from disk; unload versions no longer wanted."""
