@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 CARD_FILE = "model.json"
 SCHEMA_VERSION = 1
 Datatype = Literal["FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES"]  # Open Inference Protocol names
-Task = Literal["image-classification", "text-classification", "language-model"]
+Task = Literal["image-classification", "text-classification", "language-model", "image-generation", "autoencoder"]
 
 
 class _Strict(BaseModel):
@@ -92,6 +92,33 @@ Preprocess = Annotated[Union[Annotated[ImagePreprocess, Tag("image")], Annotated
                        Discriminator(_preprocess_kind)]
 
 
+class ImagePostprocess(_Strict):
+    """How a graph's image output becomes pixels (generators, decoders, autoencoders' reconstructions)."""
+
+    kind: Literal["image"] = "image"
+    output: str = Field(description="the graph output holding images, (N, C, H, W)")
+    height: int
+    width: int
+    channels: int
+    layout: Literal["NCHW"] = "NCHW"
+    range: list[float] = Field([0.0, 1.0], min_length=2, max_length=2,
+                               description="the values that mean black and white: pixel = (value - lo) / (hi - lo) "
+                                           "* 255, clipped and rounded")
+
+
+class Latent(_Strict):
+    """The code a decoder or generator reads: the input that holds it, its size, and the prior to sample it from."""
+
+    input: str = Field(description="the graph input holding the code, (N, dim) FP32")
+    dim: int = Field(ge=1)
+    prior: Literal["normal"] | None = Field(description="'normal': z ~ N(0, I) gives new images (VAE, GAN); None: "
+                                                        "codes only come from the encoder (a plain autoencoder)")
+    condition: str | None = Field(None, description="a conditional generator's class input, (N,) INT64 indexing "
+                                                    "the card's labels; None if unconditional")
+    graph: str | None = Field(None, description="the role of the graph (in `graphs`) that reads the code; None: "
+                                                "the main graph")
+
+
 class Batching(_Strict):
     max_batch_size: int = Field(ge=1)
     max_delay_ms: float = Field(ge=0)
@@ -118,6 +145,18 @@ class SplitMetrics(_Strict):
     bits_per_token: float | None = None
     perplexity: float | None = None
     macro_f1: float | None = Field(None, description="classifiers: unweighted mean of the per-class F1 scores")
+    # Autoencoders and generators (docs/generative.md says how each is measured).
+    reconstruction_mse: float | None = Field(None, description="mean squared error per pixel, pixels in [0, 1]")
+    negative_elbo: float | None = Field(None, description="VAE: -ELBO in nats per image (reconstruction + kl)")
+    reconstruction_nll: float | None = Field(None, description="VAE: -E[log p(x|z)] in nats per image")
+    kl: float | None = Field(None, description="VAE: KL(q(z|x) || N(0, I)) in nats per image")
+    frechet_distance: float | None = Field(None, description="Frechet distance between these images' features and "
+                                                             "the test images' (feature_model's penultimate layer)")
+    feature_model: str | None = Field(None, description="the classifier whose features and predictions measure "
+                                                        "images, e.g. 'fashion-resnet/1'")
+    class_shares: dict[str, float] | None = Field(None, description="label -> share of the images feature_model "
+                                                                    "assigns to it")
+    mean_top1_probability: float | None = Field(None, description="feature_model's mean top-1 probability")
 
 
 class Dataset(_Strict):
@@ -134,7 +173,8 @@ class Parity(_Strict):
         description="what the graph was compared with: the PyTorch module, the numpy reference (n-grams), or (for "
                     "quantized graphs) the float ONNX graph")
     max_abs_diff: float = Field(description="largest |onnxruntime - reference| over the parity inputs")
-    argmax_agreement: float
+    argmax_agreement: float | None = Field(None, description="classifiers and LMs: share of rows whose argmax agrees; "
+                                                             "None for graphs that output images or codes")
     inputs: int
     opset: int
     onnxruntime: str
@@ -185,6 +225,17 @@ class Artifact(_Strict):
     sha256: str
 
 
+class Graph(_Strict):
+    """A second ONNX graph in the same version folder, e.g. an autoencoder's decoder (code -> image). The service
+    serves it over V2 as the model `<name>.<role>` (as Triton serves each graph of an ensemble as a model)."""
+
+    role: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="what it is: 'decoder', 'encoder', ...")
+    inputs: list[TensorSpec] = Field(min_length=1)
+    outputs: list[TensorSpec] = Field(min_length=1)
+    parity: Parity
+    artifact: Artifact
+
+
 class ModelCard(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
@@ -194,7 +245,11 @@ class ModelCard(_Strict):
     description: str
     inputs: list[TensorSpec] = Field(min_length=1)
     outputs: list[TensorSpec] = Field(min_length=1)
-    preprocess: Preprocess
+    preprocess: Preprocess | None = Field(None, description="how inputs are made from images or text; None for a "
+                                                            "generator, whose input is a code")
+    postprocess: ImagePostprocess | None = Field(None, description="generators and autoencoders: how an image "
+                                                                   "output becomes pixels")
+    latent: Latent | None = Field(None, description="generators and autoencoders: the code and its prior")
     labels: list[str] | None = None
     batching: Batching
     metrics: list[SplitMetrics]
@@ -204,6 +259,8 @@ class ModelCard(_Strict):
     training: Training
     artifact: Artifact
     extra_files: list[Artifact] = Field(default_factory=list, description="vocabulary, ARPA file, ...")
+    graphs: list[Graph] = Field(default_factory=list, description="further ONNX graphs in the version folder, "
+                                                                  "e.g. a VAE's decoder")
     created: str
 
     @model_validator(mode="after")
@@ -223,6 +280,31 @@ class ModelCard(_Strict):
             if classes != len(self.labels):
                 raise ValueError(f"{len(self.labels)} labels but the output has {classes} classes")
         return self
+
+    @model_validator(mode="after")
+    def _task_sections(self):
+        if self.task in ("image-generation", "autoencoder"):
+            if self.postprocess is None or self.latent is None:
+                raise ValueError(f"a {self.task} card says how its images are made (postprocess) and its code (latent)")
+            roles = [g.role for g in self.graphs]
+            if len(set(roles)) != len(roles):
+                raise ValueError(f"graph roles repeat: {roles}")
+            if self.latent.graph is not None and self.latent.graph not in roles:
+                raise ValueError(f"latent.graph {self.latent.graph!r} is not one of the graphs {roles}")
+            if self.latent.condition is not None and not self.labels:
+                raise ValueError("a conditional generator's card lists the labels its condition indexes")
+        elif self.preprocess is None:
+            raise ValueError(f"a {self.task} card says how its inputs are made (preprocess)")
+        if self.task == "autoencoder" and self.preprocess is None:
+            raise ValueError("an autoencoder's card says how its input images are made (preprocess)")
+        return self
+
+    def graph(self, role: str) -> Graph:
+        """The further graph with this role (KeyError if the card has none)."""
+        for g in self.graphs:
+            if g.role == role:
+                return g
+        raise KeyError(role)
 
     def split(self, name: str = "test") -> SplitMetrics:
         """The figures measured on one split (the test split by default)."""
