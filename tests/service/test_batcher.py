@@ -599,3 +599,36 @@ def test_a_batch_shape_that_ran_fast_runs_on_the_event_loop_and_a_new_or_slow_on
     run(main)
     assert on_loop == [((1, 2), False), ((1, 2), True), ((1, 2), True), ((1, 3), False), ((1, 3), False),
                        ((2, 2), False), ((2, 2), True)]
+
+
+def test_a_lone_request_on_an_idle_server_runs_inline_up_to_the_idle_bound_and_in_the_thread_when_not_idle(
+        monkeypatch):
+    from service.runtime.engine import batcher as batcher_module
+    from service.runtime.engine.arrivals import Arrivals
+
+    # Bounds chosen so that a busy machine cannot move a run across them: 2 ms runs are "slow" for the
+    # ordinary inline bound and well within the idle one.
+    monkeypatch.setattr(batcher_module, "INLINE_RUN_S", 1e-6)
+    monkeypatch.setattr(batcher_module, "IDLE_INLINE_RUN_S", 0.5)
+    on_loop: list[bool] = []
+
+    def model(feeds):
+        on_loop.append(threading.current_thread() is threading.main_thread())
+        time.sleep(0.002)
+        return {"y": feeds["x"] + 1}
+
+    async def main():
+        arrivals = Arrivals()
+        b = DynamicBatcher(model, model="m", max_batch_size=8, max_delay_ms=1.0, max_queue=16, arrivals=arrivals)
+        b.start()
+        x = {"x": np.zeros((1, 2), np.float32)}
+        for _ in range(3):  # unmeasured -> thread; then lone on an idle server -> on the loop
+            np.testing.assert_array_equal((await b.submit(x, timeout_s=5))["y"], np.ones((1, 2), np.float32))
+        arrivals.enter("another-model")  # a request on its way elsewhere: the server is not idle
+        await b.submit(x, timeout_s=5)
+        arrivals.leave("another-model")
+        await b.submit(x, timeout_s=5)
+        await b.drain_and_stop()
+
+    run(main)
+    assert on_loop == [False, True, True, False, True]
