@@ -17,8 +17,8 @@ from zooserve import cpu
 from service.logs import configure_logging
 from service.fastpath import InferFastPath
 from service.middleware import AdminOnly, Announce, ApiKey, BodyLimit, RequestMetrics
-from service.routers import (cards, classify, completions, generate, health, infer, metrics, models, playground,
-                             repository, score)
+from service.routers import (cards, classify, completions, embed, generate, health, infer, metrics, models,
+                             playground, reconstruct, repository, sample, score)
 from service.runtime.engine.arrivals import Arrivals
 from service.runtime.repository import ModelRepository
 from service.settings import Settings
@@ -27,7 +27,8 @@ from service.shutdown import delay_sigterm
 log = logging.getLogger(__name__)
 DESCRIPTION = ("Serves ONNX models from a model repository: the Open Inference Protocol v2 (with Triton's binary "
                "tensor, classification and repository extensions), the generate extension, OpenAI-compatible "
-               "completions, and task endpoints to classify images and texts and to score texts.")
+               "completions, and task endpoints to classify images and texts, to score texts, and to sample, reconstruct "
+               "and embed images.")
 
 
 def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> FastAPI:
@@ -60,7 +61,8 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.repository, app.state.started, app.state.draining = settings, repo, False, False
     for r in (health.router, models.router, infer.router, repository.router, classify.router, score.router,
-              generate.router, completions.router, metrics.router, cards.router):
+              sample.router, reconstruct.router, embed.router, generate.router, completions.router, metrics.router,
+              cards.router):
         app.include_router(r)
     if settings.playground:
         app.include_router(playground.router)

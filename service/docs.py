@@ -24,12 +24,12 @@ from pydantic.json_schema import models_json_schema
 
 from service.http_errors import OPENAI_PATHS
 from service.middleware import OPEN_PATHS
-from service.schemas import generate, operations, tasks, v2
+from service.schemas import generate, images, operations, tasks, v2
 from service.settings import Settings
 
 ASSETS = "/docs/static"
 SCHEMAS = "#/components/schemas/"
-MODELS = {name: obj for module in (v2, tasks, generate, operations) for name, obj in vars(module).items()
+MODELS = {name: obj for module in (v2, tasks, images, generate, operations) for name, obj in vars(module).items()
           if isinstance(obj, type) and issubclass(obj, BaseModel)}
 
 

@@ -153,13 +153,15 @@ class RequestMetrics:
         return self._series[key]
 
 
-_BATCHED = re.compile(r"/v2/models/([^/]+)(?:/versions/[0-9]+)?/infer|/v1/models/([^/]+)/(?:classify|score)")
+_BATCHED = re.compile(r"/v2/models/([^/]+)(?:/versions/[0-9]+)?/infer|/v1/models/([^/]+)/(?:classify|score|sample|"
+                      r"reconstruct|embed)")
 
 
 class Announce:
-    """Announces each request to a batched endpoint (V2 infer, /classify, /score) to its model's batcher as
-    soon as it is routed, before its body is read: a batch being formed may wait for it (engine.arrivals).
-    The announcement ends when the request is queued, or at the latest when its response is done."""
+    """Announces each request to a batched endpoint (V2 infer, /classify, /score, /sample, /reconstruct, /embed)
+    to its model's batcher as soon as it is routed, before its body is read: a batch being formed may wait for
+    it (engine.arrivals). The announcement ends when the request is queued (on any batcher: a VAE's /sample
+    queues on its decoder's), or at the latest when its response is done."""
 
     def __init__(self, app, arrivals: Arrivals):
         self.app, self.arrivals = app, arrivals

@@ -24,7 +24,8 @@ async def _options(request: Request, model, what: str):
 @router.post("/index", response_model=list[IndexRow], responses=errors(400, 413),
              openapi_extra=json_body(IndexRequest, required=False))
 async def index(repo: Repo, request: Request):
-    """Every model version on disk or in memory, with its state. Body `{"ready": true}` lists only ready ones."""
+    """Every model version on disk or in memory, with its state, each followed by its further graphs
+    (`<name>.<role>`). Body `{"ready": true}` lists only ready ones."""
     ready_only = (await _options(request, IndexRequest, "the index body")).ready
     known = {(e.name, e.version): e for e in repo.entries()}
     rows = []
@@ -33,6 +34,8 @@ async def index(repo: Repo, request: Request):
             e = known.pop((name, v), None)
             rows.append({"name": name, "version": str(v), "state": e.state if e else ModelState.UNAVAILABLE,
                          "reason": e.reason if e else "not loaded"})
+            for g in (known.pop((f"{name}.{role}", v)) for role in (e.roles if e else ())):
+                rows.append({"name": g.name, "version": str(v), "state": g.state, "reason": g.reason})
     rows += [{"name": e.name, "version": str(e.version), "state": e.state, "reason": e.reason} for e in known.values()]
     return JSON([r for r in rows if r["state"] == ModelState.READY] if ready_only else rows)
 

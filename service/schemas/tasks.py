@@ -1,4 +1,5 @@
-"""Bodies of the task endpoints for people: classify (images, pixel arrays or texts) and score (a text)."""
+"""Bodies of the task endpoints for people: classify (images, pixel arrays or texts) and score (a text); the image
+fields that /reconstruct and /embed share with /classify (their bodies: schemas.images)."""
 
 from __future__ import annotations
 
@@ -21,18 +22,28 @@ Pixels = Annotated[Any, WithJsonSchema({
 TINY_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
 
 
-class ClassifyImages(Body):
-    """Image classifiers: encoded images, resized and normalised as the model card says."""
+class ImagesBody(Body):
+    """Encoded images, resized and normalised as the model card says (the field every image endpoint takes)."""
 
     images: list[str] = Field(min_length=1, max_length=MAX_IMAGES, description="base64 PNG or JPEG, or `data:` URLs",
                               examples=[[TINY_PNG]])
+
+
+class ArraysBody(Body):
+    """Raw pixels of the model's size, normalised as the model card says."""
+
+    arrays: list[Pixels] = Field(min_length=1, max_length=MAX_IMAGES)
+
+
+class ClassifyImages(ImagesBody):
+    """Image classifiers: encoded images, resized and normalised as the model card says."""
+
     top_k: TopK
 
 
-class ClassifyArrays(Body):
+class ClassifyArrays(ArraysBody):
     """Image classifiers: raw pixels of the model's size, normalised as the model card says."""
 
-    arrays: list[Pixels] = Field(min_length=1, max_length=MAX_IMAGES)
     top_k: TopK
 
 

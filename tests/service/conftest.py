@@ -50,7 +50,7 @@ KINDS = ("good", "fixed_batch", "corrupt", "missing_onnx", "bad_card_json", "inv
 
 # -- ONNX graphs ---------------------------------------------------------------------------------------
 
-def _model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
+def onnx_model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "zooserve-test", inputs, outputs, initializer=initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                               producer_name="tests/service/conftest.py")
@@ -66,7 +66,7 @@ def linear_graph(w: np.ndarray, b: np.ndarray, *, batch: int | str = "N", input_
     nodes = [helper.make_node("Flatten", [input_name], ["flat"], axis=1),
              helper.make_node("MatMul", ["flat", "W"], ["mm"]),
              helper.make_node("Add", ["mm", "B"], [output_name])]
-    return _model(nodes, [x], [y], [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    return onnx_model(nodes, [x], [y], [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
 
 
 def two_output_graph(w: np.ndarray, b: np.ndarray) -> onnx.ModelProto:
@@ -86,7 +86,7 @@ def runtime_error_graph() -> onnx.ModelProto:
     idx = numpy_helper.from_array(np.full(CLASSES, 10_000, dtype=np.int64), "idx")
     nodes = [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
              helper.make_node("Gather", ["flat", "idx"], ["logits"], axis=1)]
-    return _model(nodes, [x], [y], [idx])
+    return onnx_model(nodes, [x], [y], [idx])
 
 
 def two_input_graph() -> onnx.ModelProto:
@@ -94,7 +94,7 @@ def two_input_graph() -> onnx.ModelProto:
     a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["N", CLASSES])
     b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["N", CLASSES])
     y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", CLASSES])
-    return _model([helper.make_node("Add", ["a", "b"], ["logits"])], [a, b], [y], [])
+    return onnx_model([helper.make_node("Add", ["a", "b"], ["logits"])], [a, b], [y], [])
 
 
 def weights(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -190,14 +190,17 @@ class RepoWriter:
             card_text = card_text[: len(card_text) // 2]  # truncated: not JSON any more
         elif kind == "invalid_card":
             card_text = json.dumps({**card, "labels": LABELS[:3]})  # JSON, but 3 labels for 10 classes
+        return self.write(name, version, {"model.json": card_text.encode(),
+                                          **({} if kind == "missing_onnx" else {"model.onnx": blob})})
 
+    def write(self, name: str, version: int, files: dict[str, bytes]) -> RepoWriter:
+        """Put a version folder of these files in place at once (staged, then renamed)."""
         stage = self.root / name / f".staging-{version}"
         if stage.exists():
             shutil.rmtree(stage)
         stage.mkdir(parents=True)
-        if kind != "missing_onnx":
-            (stage / "model.onnx").write_bytes(blob)
-        (stage / "model.json").write_text(card_text)
+        for file, blob in files.items():
+            (stage / file).write_bytes(blob)
         final = self.path(name, version)
         if final.exists():
             shutil.rmtree(final)

@@ -45,7 +45,7 @@ def refs(node) -> set[str]:
 
 def test_every_post_declares_its_request_body(doc):
     posts = [(path, op) for path, method, op in operations(doc) if method == "post"]
-    assert len(posts) == 10
+    assert len(posts) == 13
     for path, op in posts:
         content = op.get("requestBody", {}).get("content")
         assert content, f"POST {path} declares no request body"
@@ -75,7 +75,8 @@ def test_every_reference_resolves(doc):
     names = {r.removeprefix(SCHEMAS) for r in refs(doc)}
     assert names and names <= set(schemas), names - set(schemas)
     assert {"InferRequest", "InferResponse", "ClassifyImages", "ClassifyTexts", "GenerateStreamEvent",
-            "CompletionChunk"} <= names
+            "CompletionChunk", "SampleRequest", "SampleResponse", "ReconstructArrays", "EmbedImages",
+            "EmbedResponse"} <= names
 
 
 def test_media_types_as_served(doc):
@@ -88,8 +89,11 @@ def test_media_types_as_served(doc):
     assert set(content("/v2/models/{model}/infer")) == {"application/json", "application/octet-stream"}
     infer_body = doc["paths"]["/v2/models/{model}/infer"]["post"]["requestBody"]["content"]
     assert set(infer_body) == {"application/json", "application/octet-stream"}
-    classify_body = doc["paths"]["/v1/models/{model}/classify"]["post"]["requestBody"]["content"]
-    assert set(classify_body) == {"application/json", "multipart/form-data"}
+    for task in ("classify", "reconstruct", "embed"):
+        task_body = doc["paths"][f"/v1/models/{{model}}/{task}"]["post"]["requestBody"]["content"]
+        assert set(task_body) == {"application/json", "multipart/form-data"}, task
+    sample = doc["components"]["schemas"]["SampleRequest"]["properties"]
+    assert set(sample) == {"n", "seed", "class", "format"} and sample["format"]["enum"] == ["png", "array"]
     sampling = doc["components"]["schemas"]["Sampling"]["properties"]
     assert sampling["top_p"]["anyOf"][0] == {"type": "number", "exclusiveMinimum": 0, "maximum": 1}
 

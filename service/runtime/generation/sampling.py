@@ -28,6 +28,7 @@ from service.runtime.errors import BadInput, shown
 from zooserve.numeric import log_softmax
 
 MAX_LOGPROBS = 20
+SEED_LIMIT = 2**63  # seeds are in [0, 2**63): every seeded endpoint (generation, /sample) takes and draws these
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class SamplingParams:
             (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {shown(self.top_p)}"),
             (isinstance(self.repetition_penalty, (int, float)) and 0 < self.repetition_penalty <= 10,
              f"repetition_penalty must be in (0, 10], got {shown(self.repetition_penalty)}"),
-            (self.seed is None or (is_int(self.seed) and 0 <= self.seed < 2**63),
+            (self.seed is None or (is_int(self.seed) and 0 <= self.seed < SEED_LIMIT),
              f"seed must be an integer in [0, 2**63), got {shown(self.seed)}"),
             (self.logprobs is None or (is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
              f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {shown(self.logprobs)}"),
@@ -258,9 +259,14 @@ class Draws:
         self.window, self.col = self.window[:, :0], 0
 
 
+def draw_seed() -> int:
+    """A seed from the OS's entropy, in [0, SEED_LIMIT): what a request that gives none is reported."""
+    return int(np.random.SeedSequence().entropy % SEED_LIMIT)
+
+
 def generator(seed: int | None) -> tuple[np.random.Generator, int]:
     """A row's generator and the seed it was made from (drawn from the OS when not given, and reported
     back so that the client can replay it)."""
     if seed is None:
-        seed = int(np.random.SeedSequence().entropy % (2**63))
+        seed = draw_seed()
     return np.random.default_rng(seed), seed

@@ -2,6 +2,7 @@
 
 from service.runtime.repository.entries import Entry, ModelState
 from service.runtime.repository.leases import Lease
-from service.runtime.repository.repository import ModelRepository, settle_heap
+from service.runtime.repository.heap import settle_heap
+from service.runtime.repository.repository import ModelRepository
 
 __all__ = ["Entry", "Lease", "ModelRepository", "ModelState", "settle_heap"]

@@ -30,6 +30,12 @@ class Entry:
     state: ModelState
     reason: str = ""
     served: ServedModel | None = None
+    roles: tuple[str, ...] = ()  # the card's further graphs, each served as the model `<name>.<role>`
+
+    def graph(self, role: str) -> Entry:
+        """The entry of the further graph `role`: this version's state and reason, the graph's served model."""
+        served = self.served.graphs[role] if self.served is not None else None
+        return Entry(f"{self.name}.{role}", self.version, self.state, self.reason, served)
 
 
 class Table(dict):

@@ -37,5 +37,16 @@ def verified_bytes(folder: Path, art: Artifact) -> bytes:
 
 
 def card_files(folder: Path, card: ModelCard) -> dict[str, bytes]:
-    """The graph and every extra file of the card, by file name, each checked."""
-    return {art.file: verified_bytes(folder, art) for art in (card.artifact, *card.extra_files)}
+    """The graph, every further graph and every extra file of the card, by file name, each checked."""
+    arts = (card.artifact, *(g.artifact for g in card.graphs), *card.extra_files)
+    return {art.file: verified_bytes(folder, art) for art in arts}
+
+
+def graph_card(card: ModelCard, role: str) -> ModelCard:
+    """The card a further graph is opened and served under: the model `<name>.<role>`, with the graph's
+    inputs, outputs, parity and file; the version, task, family, batching hints and postprocess of its model.
+    It has no preprocess nor labels (a decoder reads codes) and no graphs of its own."""
+    g = card.graph(role)
+    return card.model_copy(update={"name": f"{card.name}.{role}", "inputs": g.inputs, "outputs": g.outputs,
+                                   "parity": g.parity, "artifact": g.artifact, "graphs": [], "preprocess": None,
+                                   "labels": None, "extra_files": []})

@@ -6,14 +6,15 @@ A name found in two roots is served from the first and the other is logged as sh
 Each version loads on its own: a missing or corrupt file, or a card that disagrees with its graph, makes
 that version UNAVAILABLE with the reason kept for the metadata endpoints and the logs; the rest serve.
 A reload swaps the new version in first and then drains the old one, so requests already on it finish.
+
+A card's further graphs (`graphs`: a VAE's decoder) load with their version, each file checked and opened
+as the main graph is; any of them failing fails the version. They are not rows of the table: the name
+`<name>.<role>` resolves to the version's entry (its state, reason and lifetime) and the graph's served model.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import functools
-import gc
 import logging
 import time
 from pathlib import Path
@@ -26,7 +27,8 @@ from service.runtime.engine.session import (COMPUTE_BOUND_ROW_US, OnnxModel, bat
                                             serving_session_options)
 from service.runtime.errors import ModelLoadError, ModelNotFound, ModelNotReady, shown
 from service.runtime.repository.entries import Entry, ModelState, Table
-from service.runtime.repository.files import card_files, read_card
+from service.runtime.repository.files import card_files, graph_card, read_card
+from service.runtime.repository.heap import settle_heap
 from service.runtime.repository.leases import Lease
 from service.runtime.tasks.base import ServedModel
 from service.runtime.tasks.registry import served_class
@@ -34,32 +36,6 @@ from service.settings import Settings
 
 log = logging.getLogger(__name__)
 READY, UNAVAILABLE, LOADING, UNLOADING = ModelState  # the names this module uses
-
-
-def settle_heap() -> None:
-    """Freeze what is alive once models are (re)loaded: their cards, vocabularies and the sessions' Python
-    side leave the cyclic GC's generations, so its full collections scan per-request garbage only. Each
-    used to walk every loaded object: p99 at 64 LeNet clients 30 ms -> 10 ms (benchmarks/serve_bench.py).
-    Unfreezing first lets this collection reclaim cycles left by versions that were unloaded."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
-    _trim_heap()
-
-
-@functools.cache
-def _libc():
-    return ctypes.CDLL("libc.so.6")
-
-
-def _trim_heap() -> None:
-    """Hand the heap's free pages back to the OS (glibc's malloc_trim). Sessions that were opened and then
-    dropped (a reload's old version; the thread policy's first try) leave their tables' memory free but
-    still counted in RSS: island-ngram-char's 120 MB of lookup tables, opened twice, stayed as +221 MB."""
-    try:
-        _libc().malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
-        pass
 
 
 class ModelRepository:
@@ -107,13 +83,20 @@ class ModelRepository:
         card = read_card(folder, name, version)
         files = card_files(folder, card)
         session = self._open_fitted(folder, card, files)
+        graphs = {}
+        for g in card.graphs:
+            try:
+                graphs[g.role] = self._open_fitted(folder, graph_card(card, g.role), files)
+            except ModelLoadError as exc:
+                raise ModelLoadError(f"graph {g.role!r} ({g.artifact.file}): {exc}") from exc
         if not session.batchable and card.task == "language-model":
             # Expected: a stepping graph's state is (layers, batch, hidden). Not worth a warning at every start.
             log.info("%s/%s: V2 infer and /score run each request on its own (the state's batch axis is its "
                      "second); generation steps sequences together", name, version)
         elif not session.batchable:
             log.warning("%s/%s: first axis is not dynamic (-1) in every input and output; batching is off", name, version)
-        served = served_class(card)(card, session, files=files, settings=self.settings, arrivals=self.arrivals)
+        served = served_class(card)(card, session, files=files, settings=self.settings, arrivals=self.arrivals,
+                                    graphs=graphs)
         served.load_seconds = time.perf_counter() - t0
         return served
 
@@ -187,23 +170,24 @@ class ModelRepository:
         old = self._entries.get(key)
         serving = old.served if old and old.state == READY else None
         if serving is None:
-            self._entries[key] = Entry(name, version, LOADING)
+            self._entries[key] = Entry(name, version, LOADING, roles=old.roles if old else ())
         try:
             served = await asyncio.to_thread(self._load_blocking, name, version)
         except ModelLoadError as exc:
             log.error("model %s/%s failed to load: %s", name, version, exc)
             if serving is not None:
                 note = f"the last reload failed, the copy loaded before serves: {exc}"
-                self._entries[key] = Entry(name, version, READY, note, served=serving)
+                self._entries[key] = Entry(name, version, READY, note, served=serving, roles=old.roles)
                 return Entry(name, version, UNAVAILABLE, str(exc))
-            self._entries[key] = entry = Entry(name, version, UNAVAILABLE, str(exc))
-            metrics.MODEL_READY.labels(name, str(version)).set(0)
+            self._entries[key] = entry = Entry(name, version, UNAVAILABLE, str(exc), roles=self._roles(name, version))
+            self._ready_gauges(entry, 0)
             return entry
         served.start()
-        self._entries[key] = entry = Entry(name, version, READY, served=served)
-        metrics.MODEL_READY.labels(name, str(version)).set(1)
+        self._entries[key] = entry = Entry(name, version, READY, served=served, roles=tuple(served.graphs))
+        self._ready_gauges(entry, 1)
         metrics.MODEL_LOAD_SECONDS.labels(name, str(version)).set(served.load_seconds)
-        metrics.MODEL_THREADS.labels(name, str(version)).set(served.session.intra_op_threads)
+        for e in (entry, *map(entry.graph, entry.roles)):
+            metrics.MODEL_THREADS.labels(e.name, str(version)).set(e.served.session.intra_op_threads)
         log.info("model %s/%s ready on %s in %.3fs", name, version, served.session.provider, served.load_seconds)
         if serving is not None:
             await serving.drain_and_stop()  # requests holding the old copy finish first
@@ -214,14 +198,26 @@ class ModelRepository:
         entry = self._entries.get((name, version))
         if entry is None:
             return
-        self._entries[(name, version)] = Entry(name, version, UNLOADING)
+        self._entries[(name, version)] = Entry(name, version, UNLOADING, roles=entry.roles)
         if entry.served:
             await entry.served.drain_and_stop()
         if keep_as is None:
             del self._entries[(name, version)]
         else:
-            self._entries[(name, version)] = Entry(name, version, UNAVAILABLE, keep_as)
-        metrics.MODEL_READY.labels(name, str(version)).set(0)
+            self._entries[(name, version)] = Entry(name, version, UNAVAILABLE, keep_as, roles=entry.roles)
+        self._ready_gauges(entry, 0)
+
+    def _roles(self, name: str, version: int) -> tuple[str, ...]:
+        """The further graphs a version's card lists, if its card can be read (for a version that failed)."""
+        try:
+            return tuple(g.role for g in read_card(self._homes[name] / name / str(version), name, version).graphs)
+        except ModelLoadError:
+            return ()
+
+    @staticmethod
+    def _ready_gauges(entry: Entry, value: int) -> None:
+        for name in (entry.name, *(f"{entry.name}.{r}" for r in entry.roles)):
+            metrics.MODEL_READY.labels(name, str(entry.version)).set(value)
 
     async def unload(self, name: str) -> None:
         """Release every version of `name`. It stays known (UNAVAILABLE, 503) until it is loaded again."""
@@ -264,14 +260,20 @@ class ModelRepository:
 
     # -- lookup ----------------------------------------------------------------------------------
     def entries(self) -> list[Entry]:
-        return [self._entries[k] for k in sorted(self._entries)]
+        """Every model version, each followed by its further graphs'."""
+        return [x for k in sorted(self._entries) for e in (self._entries[k],) for x in (e, *map(e.graph, e.roles))]
 
     def knows(self, name: str) -> bool:
-        return name in self._entries.by_name
+        return name in self._entries.by_name or bool(self._graph_entries(name))
+
+    def _graph_entries(self, name: str) -> list[Entry]:
+        """`<model>.<role>`: the versions of `model` that have the further graph `role`, as that graph's entries."""
+        model, dot, role = name.rpartition(".")
+        return [e.graph(role) for e in self._entries.by_name.get(model, ()) if role in e.roles] if dot else []
 
     def _of(self, name: str) -> list[Entry]:
         """`name`'s entries, oldest version first (the index's own list: not to be changed)."""
-        found = self._entries.by_name.get(name)
+        found = self._entries.by_name.get(name) or self._graph_entries(name)
         if not found:
             raise ModelNotFound(f"unknown model {shown(name)}")
         return found

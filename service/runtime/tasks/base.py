@@ -1,9 +1,13 @@
 """`ServedModel`: one loaded model version, as the repository holds it and the routers call it.
 
 In the spirit of MLServer's `MLModel` and LitServe's decode -> batch -> predict -> unbatch -> encode: a
-subclass per task (image classifier, text classifier, language model) turns a task request into tensors
-(decode), queues them on the model's batcher (batch, predict, unbatch: `engine.batcher`) and turns the
-outputs back into the task's answer (encode). Every model also answers raw V2 tensors (`infer`).
+subclass per task (image classifier, text classifier, language model, generator, autoencoder) turns a task
+request into tensors (decode), queues them on the model's batcher (batch, predict, unbatch: `engine.batcher`)
+and turns the outputs back into the task's answer (encode). Every model also answers raw V2 tensors (`infer`).
+
+Further graphs (the card's `graphs`, e.g. a VAE's decoder) are `GraphModel`s the version holds: each has its
+own session and batcher and serves V2 as the model `<name>.<role>`, but shares the version's leases and
+lifetime, so a lease on `fashion-vae.decoder` holds `fashion-vae` and a reload swaps and drains both.
 A task a model does not serve answers 400 naming what the model is; no router branches on the card.
 
 Which class serves a card is `tasks.registry`'s decision. Construction happens in a worker thread during
@@ -37,8 +41,8 @@ Tensors = dict[str, np.ndarray]
 
 @dataclass
 class ClassifyRequest:
-    """What `/classify` received, not yet decoded: decoding needs the model's card. Exactly one of the three
-    kinds is given. `where` strings name each item in error messages ("images[2]", "files[0] (a.png)")."""
+    """What `/classify` (or, for images, `/reconstruct` and `/embed`) received, not yet decoded: decoding needs
+    the model's card. Exactly one of the three kinds is given. `where` strings name each item in error messages ("images[2]", "files[0] (a.png)")."""
 
     images: list[tuple[str, bytes | str]] = field(default_factory=list)  # (where, PNG/JPEG: raw, or base64 text)
     arrays: list[tuple[str, object]] = field(default_factory=list)  # (where, nested lists of 0-255 pixels)
@@ -76,14 +80,18 @@ class ServedModel:
     noun = "a model"  # what it is, in messages: "an image classifier"
 
     def __init__(self, card: ModelCard, session: OnnxModel, *, files: dict[str, bytes], settings: Settings,
-                 arrivals: Arrivals | None = None):
-        """`files`: the card's checked extra files by name (vocabularies, tokenizers), read once at load."""
+                 arrivals: Arrivals | None = None, graphs: dict[str, OnnxModel] | None = None):
+        """`files`: the card's checked extra files by name (vocabularies, tokenizers), read once at load.
+        `graphs`: role -> the open session of each further graph of the card (its `.card` is the graph's view,
+        repository.files.graph_card)."""
         self.card, self.session, self.settings, self.load_seconds = card, session, settings, 0.0
         size, delay = settings.batching_for(card.name, card.batching.max_batch_size, card.batching.max_delay_ms)
         self.batcher = DynamicBatcher(session.run, model=card.name, max_batch_size=size, max_delay_ms=delay,
                                       max_queue=settings.max_queue, enabled=session.batchable, pad=self.pad_values(),
                                       arrivals=arrivals)
         self.leases = Leases()
+        self.graphs = {role: GraphModel(s.card, s, settings=settings, arrivals=arrivals, leases=self.leases)
+                       for role, s in (graphs or {}).items()}
 
     def pad_values(self) -> dict[str, int] | None:
         """Inputs (rows, T) of varying T, with their fill values: the batcher pads them (text models)."""
@@ -94,14 +102,18 @@ class ServedModel:
         """What runs this model's work (batcher, scheduler), in the order their work should drain."""
         return (self.batcher,)
 
+    def all_engines(self) -> tuple:
+        """This model's engines, then its further graphs' (a request may queue on a graph after the model)."""
+        return (*self.engines(), *(e for g in self.graphs.values() for e in g.engines()))
+
     def start(self) -> None:
-        for engine in self.engines():
+        for engine in self.all_engines():
             engine.start()
 
     async def drain_and_stop(self) -> None:
-        """Wait until no request holds the model, then let queued work finish and stop."""
+        """Wait until no request holds the model (or one of its graphs), then let queued work finish and stop."""
         await self.leases.idle()
-        for engine in self.engines():
+        for engine in self.all_engines():
             await engine.drain_and_stop()
 
     @property
@@ -137,6 +149,18 @@ class ServedModel:
     def generate(self, request: GenRequest) -> Generation:
         """Start a generation on the model's scheduler (which may refuse it: Overloaded)."""
         raise self.wrong_task("generation", "char and word language models")
+
+    async def sample(self, n, *, seed, label, fmt: str, timeout_s: float) -> dict:
+        """n new images from `seed` (drawn when None), of class `label` (a name or index) if conditional."""
+        raise self.wrong_task("/sample", "image generators and variational autoencoders")
+
+    async def reconstruct(self, request: ClassifyRequest, *, fmt: str, timeout_s: float) -> dict:
+        """Each image passed through the autoencoder (encoder, then decoder), as pixels in `fmt`."""
+        raise self.wrong_task("/reconstruct", "autoencoders")
+
+    async def embed(self, request: ClassifyRequest, *, timeout_s: float) -> dict:
+        """Each image's code (the encoder's output)."""
+        raise self.wrong_task("/embed", "autoencoders")
 
     def index_bounds(self) -> dict[str, tuple[int, int]]:
         """Integer inputs that index something (token ids into an embedding): name -> (lowest, highest)
@@ -192,3 +216,15 @@ class ServedModel:
         limit = self.batcher.max_batch_size
         if rows > limit:
             raise BadInput(f"batch of {rows} rows exceeds this model's max_batch_size {limit}")
+
+
+class GraphModel(ServedModel):
+    """A further graph of a model version (a VAE's decoder), served over V2 as `<name>.<role>`: its own session
+    and batcher, the version's leases (the version drains it with its own engines)."""
+
+    def __init__(self, card: ModelCard, session: OnnxModel, *, settings: Settings, arrivals: Arrivals | None,
+                 leases: Leases):
+        super().__init__(card, session, files={}, settings=settings, arrivals=arrivals)
+        self.leases = leases
+        parent, _, role = card.name.rpartition(".")
+        self.noun = f"the {role} graph of {shown(parent)} (V2 inference only: ask {shown(parent)} for its tasks)"

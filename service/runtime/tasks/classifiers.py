@@ -9,7 +9,7 @@ import numpy as np
 
 from service.runtime.errors import BadInput, ModelLoadError, json_type, shown
 from service.runtime.tasks.base import ClassifyRequest, ServedModel
-from service.runtime.tasks.images import array_to_input, decode_base64, decode_image, image_to_array
+from service.runtime.tasks.images import ImageInputs
 from zooserve.numeric import softmax
 from zooserve.text import ATTENTION_MASK, INPUT_IDS, SubwordTokenizer
 
@@ -41,7 +41,7 @@ class Classifier(ServedModel):
         return top_k(softmax(logits), self.card.labels, k)
 
 
-class ImageClassifier(Classifier):
+class ImageClassifier(Classifier, ImageInputs):
     noun = "an image classifier"
 
     async def classify(self, request: ClassifyRequest, *, timeout_s: float) -> list[list[dict]]:
@@ -49,22 +49,10 @@ class ImageClassifier(Classifier):
         if request.texts is not None:
             raise BadInput(f"model {shown(self.name)} is an image classifier: send \"images\" (base64 PNG/JPEG), "
                            f"\"arrays\" (pixel lists) or multipart \"files\", not \"{request.field}\"")
-        self.check_rows(len(request.images) + len(request.arrays))  # before decoding: 65 large PNGs took 17 s
-        pre = self.card.preprocess
-        images = [array_to_input(raw, pre, where) for where, raw in request.arrays]
-        if request.images:  # decoding a large PNG takes a while: in a thread, so the event loop serves on
-            images += await asyncio.to_thread(self.decode, request.images)
-        if not images:
-            raise BadInput("no images given")
+        batch = await self.image_batch(request)
         k = self.k(request.top_k)  # before the model runs: a bad k costs nothing
-        out = await self.infer({self.card.inputs[0].name: np.stack(images)}, timeout_s=timeout_s)  # checks the batch
+        out = await self.infer({self.card.inputs[0].name: batch}, timeout_s=timeout_s)  # checks the batch
         return self.answer(out[self.card.outputs[0].name], k)
-
-    def decode(self, images: list[tuple[str, bytes | str]]) -> list[np.ndarray]:
-        """Encoded images (raw or base64) -> (C, H, W) each, preprocessed as the card says. Blocking."""
-        pre = self.card.preprocess
-        return [image_to_array(decode_image(blob if isinstance(blob, bytes) else decode_base64(blob, where), where), pre)
-                for where, blob in images]
 
 
 def check_texts(texts, field: str, limit: int) -> list[str]:
@@ -107,9 +95,9 @@ def subword_tokenizer(card, files: dict[str, bytes]) -> SubwordTokenizer:
 class TextClassifier(Classifier):
     noun = "a text classifier"
 
-    def __init__(self, card, session, *, files, settings, arrivals=None):
+    def __init__(self, card, session, *, files, settings, **kw):
         self.tokenizer = subword_tokenizer(card, files)  # first: the batcher pads with its values
-        super().__init__(card, session, files=files, settings=settings, arrivals=arrivals)
+        super().__init__(card, session, files=files, settings=settings, **kw)
 
     def pad_values(self) -> dict[str, int]:
         return self.tokenizer.pad_values

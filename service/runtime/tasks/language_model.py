@@ -57,8 +57,8 @@ class LanguageModel(ServedModel):
     noun = "a language model"
     stepper_class: ClassVar[type[RecurrentStep] | type[NgramStep]]
 
-    def __init__(self, card, session, *, files, settings, arrivals=None):
-        super().__init__(card, session, files=files, settings=settings, arrivals=arrivals)
+    def __init__(self, card, session, *, files, settings, **kw):
+        super().__init__(card, session, files=files, settings=settings, **kw)
         self.vocab = card_vocab(card, files)
         self.stepper = self.stepper_class(card, self.vocab, session.run)
         self.scheduler = Scheduler(self.stepper, model=card.name, max_active=settings.generation_max_active,
@@ -130,8 +130,8 @@ class NgramLanguageModel(LanguageModel):
 
     stepper_class = NgramStep
 
-    def __init__(self, card, session, *, files, settings, arrivals=None):
-        super().__init__(card, session, files=files, settings=settings, arrivals=arrivals)
+    def __init__(self, card, session, *, files, settings, **kw):
+        super().__init__(card, session, files=files, settings=settings, **kw)
         self.candidates = any(s.name == "candidates" and s.optional for s in card.inputs)
 
     def index_bounds(self) -> dict[str, tuple[int, int]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from service.runtime.errors import ModelLoadError
 from service.runtime.tasks.base import ServedModel
 from service.runtime.tasks.classifiers import ImageClassifier, TextClassifier
+from service.runtime.tasks.generative import Autoencoder, ImageGenerator
 from service.runtime.tasks.language_model import NgramLanguageModel, RecurrentLanguageModel
 from zooserve.card import ModelCard
 
@@ -16,6 +17,8 @@ SERVED: dict[tuple[str, str | None], type[ServedModel]] = {
     ("text-classification", None): TextClassifier,
     ("language-model", "rnn"): RecurrentLanguageModel,
     ("language-model", "ngram"): NgramLanguageModel,
+    ("image-generation", None): ImageGenerator,
+    ("autoencoder", None): Autoencoder,
 }
 
 
