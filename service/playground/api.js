@@ -62,6 +62,21 @@ export async function postJSON(path, json) {
 export const modelPath = (name) => `v1/models/${encodeURIComponent(name)}`;
 export const v2ModelPath = (name) => `v2/models/${encodeURIComponent(name)}`;
 
+// A JSON body with a seed typed by the user: the seed goes in as the digits typed, since seeds run to 2**63,
+// past what a JavaScript number holds exactly; anything else typed goes as a string, for the API to refuse in
+// its own words; empty, it is left out (the server draws one). `build(seed)` makes the body around it.
+const SEED = "@@seed@@"; // stands for the seed's digits in the JSON text until they are put in
+
+export function seededJSON(build, typed) {
+  const seed = typed.trim();
+  const integer = /^-?\d+$/.test(seed);
+  const text = JSON.stringify(build(seed === "" ? undefined : integer ? SEED : seed));
+  return integer ? text.replace(`"${SEED}"`, seed) : text;
+}
+
+// The seed as the server wrote it, from the answer's raw text (JSON.parse would round it).
+export const seedOf = (raw) => (raw.match(/"seed":(\d+)/) || [])[1];
+
 // Server-sent events from a POST, which EventSource cannot send: fetch and read the body as it arrives.
 // Yields, per network read, the list of events it completed, each as {raw, doc}: raw is the data line's
 // text, for the numbers JSON.parse would round (seeds go up to 2**63).

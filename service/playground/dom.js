@@ -70,6 +70,21 @@ export function renderBars(list, predictions) {
   );
 }
 
+// A value in a status line, marked (data-out=name) for tests and screen readers to find.
+export function outField(name, text) {
+  const span = element("span", null, text);
+  span.dataset.out = name;
+  return span;
+}
+
+// "Use this seed": puts the seed an answer reported into the form's seed field, to replay it.
+export function seedButton(form, seed) {
+  const reuse = element("button", null, "Use this seed");
+  reuse.type = "button";
+  reuse.addEventListener("click", () => (form.elements.seed.value = seed));
+  return reuse;
+}
+
 export const percent = (p) => `${(100 * p).toFixed(1)}%`;
 
 export function formatBytes(n) {

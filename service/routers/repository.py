@@ -27,7 +27,7 @@ async def index(repo: Repo, request: Request):
     """Every model version on disk or in memory, with its state, each followed by its further graphs
     (`<name>.<role>`). Body `{"ready": true}` lists only ready ones."""
     ready_only = (await _options(request, IndexRequest, "the index body")).ready
-    known = {(e.name, e.version): e for e in repo.entries()}
+    known = {(e.name, e.version): e for e in repo.entries(graphs=True)}
     rows = []
     for name, versions in repo.scan().items():
         for v in versions:

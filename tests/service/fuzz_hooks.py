@@ -13,13 +13,16 @@ from hypothesis import strategies as st
 
 SHIPPED = ("fashion-lenet", "tweets-transformer-int8", "island-lstm", "island-ngram-word3")  # from models/
 TEST_MODEL = "lin"  # tests/service/conftest.py's classifier, versions 1 and 2
+GENERATIVE = ("dcgan", "vae")  # tests/service/generative_models.py's conditional GAN and VAE (with "vae.decoder")
 LANGUAGE_MODELS = ("island-lstm", "island-ngram-word3")
 FIT = {"/classify": ("fashion-lenet", "tweets-transformer-int8", TEST_MODEL), "/score": LANGUAGE_MODELS,
-       "/generate": LANGUAGE_MODELS}  # a part of the path -> the models that serve it; elsewhere, all
+       "/generate": LANGUAGE_MODELS, "/sample": GENERATIVE, "/reconstruct": ("vae",),
+       "/embed": ("vae",)}  # a part of the path -> the models that serve it; elsewhere, all
 
 
 def models_for(path: str) -> tuple[str, ...]:
-    return next((names for part, names in FIT.items() if part in path), (TEST_MODEL, *SHIPPED))
+    return next((names for part, names in FIT.items() if part in path),
+                (TEST_MODEL, *SHIPPED, *GENERATIVE, "vae.decoder"))
 
 
 @schemathesis.hook
@@ -53,4 +56,17 @@ def flatmap_body(context, body):
         return st.sampled_from([*LANGUAGE_MODELS, body.get("model")]).map(lambda m: {**body, "model": m})
     if context.operation.path.endswith("/infer"):
         return st.one_of(st.just(body), st.builds(image_batch, st.integers(1, 3), st.floats(-3, 3), OUTPUT_OPTIONS))
+    if context.operation.path.endswith(("/reconstruct", "/embed")):  # pixel images of the VAE's size
+        pixels = st.builds(lambda rows, v: {"arrays": [[[v] * 28] * 28] * rows}, st.integers(1, 3), st.integers(0, 255))
+        return st.one_of(st.just(body), pixels)
+    if context.operation.path.endswith("/sample"):  # within the models' max_batch_size of 16
+        return st.one_of(st.just(body), st.fixed_dictionaries({"n": st.integers(1, 16)}, optional={
+            "seed": st.integers(0, 2**63 - 1), "format": st.sampled_from(["png", "array"])}))
     return st.just(body)
+
+
+@schemathesis.hook
+def before_call(context, case, **kwargs):
+    """/reconstruct and /embed take multipart files too: the pixel bodies flatmap_body made go as JSON."""
+    if case.operation.path.endswith(("/reconstruct", "/embed")) and isinstance(case.body, dict) and "arrays" in case.body:
+        case.media_type = "application/json"

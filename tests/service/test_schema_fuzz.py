@@ -3,7 +3,8 @@ real server, whose answers must be no 5xx, a status the operation declares, a de
 body and headers that fit the declared schema.
 
 The server is `python -m service.cli` on 127.0.0.1 (tests/service/serve_fixture.py) over the test
-classifier of tests/service/conftest.py in two versions and shipped models of every task;
+classifier of tests/service/conftest.py in two versions, the tiny GAN and VAE of generative_models.py, and
+shipped models of every task;
 tests/service/fuzz_hooks.py steers the generated model names to them. schemathesis runs as its CLI
 (`schemathesis run`, settings in tests/service/schemathesis.toml): seeded and deterministic. Repository load
 and unload change what the other operations see, so they run last, in a run of their own.
@@ -21,6 +22,7 @@ import pytest
 
 from tests.service.conftest import RepoWriter
 from tests.service.fuzz_hooks import SHIPPED, TEST_MODEL
+from tests.service.generative_models import add_generative
 from tests.service.serve_fixture import ROOT, clean_env, running_server
 
 pytest.importorskip("schemathesis")
@@ -35,7 +37,9 @@ ADMIN_KEY = "fuzz-admin-key"  # repository control is on for this server; only t
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("fuzz") / "models"
-    RepoWriter(root).add(TEST_MODEL, 1).add(TEST_MODEL, 2)
+    writer = RepoWriter(root).add(TEST_MODEL, 1).add(TEST_MODEL, 2)
+    add_generative(writer, "dcgan", "gan")
+    add_generative(writer, "vae", "vae")
     for name in SHIPPED:
         (root / name).symlink_to(ROOT / "models" / name)
     env = {"ZOOSERVE_MODEL_VERSIONS": json.dumps({TEST_MODEL: [1, 2]}), "ZOOSERVE_GENERATION_MAX_TOKENS": "24",
@@ -68,7 +72,7 @@ def reached(statuses: dict[str, Counter]) -> set[str]:
 
 def test_every_operation_answers_as_its_schema_says(server, tmp_path):
     statuses = fuzz(server, tmp_path / "events.ndjson", "--exclude-path-regex", ADMIN)
-    assert len(statuses) == 19 and sum(codes.total() for codes in statuses.values()) > 1000
+    assert len(statuses) == 22 and sum(codes.total() for codes in statuses.values()) > 1000
     # Every operation is reached, except the versioned infer: its generated Inference-Header-Content-Length
     # headers rarely fit the body.
     assert set(statuses) - reached(statuses) <= {"POST /v2/models/{model}/versions/{version}/infer"}, statuses

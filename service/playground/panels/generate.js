@@ -2,34 +2,22 @@
 // server-sent events while they arrive. The text grows token by token; at the end come the finish reason,
 // the rate, and the seed that replays the run.
 
-import { ApiError, errorMessage, events, v2ModelPath } from "../api.js";
-import { element, fromTemplate, numberField, onSubmit } from "../dom.js";
+import { ApiError, errorMessage, events, seededJSON, seedOf, v2ModelPath } from "../api.js";
+import { fromTemplate, numberField, onSubmit, outField, seedButton } from "../dom.js";
 
 const NUMBERS = ["max_tokens", "temperature", "top_k", "top_p", "repetition_penalty"];
-const SEED = "@@seed@@"; // stands for the seed's digits in the JSON text until they are put in
 
-// The request as JSON text. A seed goes in as the digits typed: seeds run to 2**63, past what a JavaScript
-// number holds exactly. Anything else typed there goes as a string, for the API to refuse in its own words.
+// The request as JSON text, the seed as typed (api.seededJSON).
 function body(form) {
   const parameters = {};
   for (const name of NUMBERS) parameters[name] = numberField(form, name); // empty: left out, the default
   const stop = form.elements.stop.value.split("\n").filter((s) => s !== "").map((s) => s.replaceAll("\\n", "\n"));
   if (stop.length) parameters.stop = stop;
-  const seed = form.elements.seed.value.trim();
-  const integer = /^-?\d+$/.test(seed);
-  if (seed) parameters.seed = integer ? SEED : seed;
-  const text = JSON.stringify({ text_input: form.elements.prompt.value, parameters });
-  return integer ? text.replace(`"${SEED}"`, seed) : text;
+  return seededJSON((seed) => ({ text_input: form.elements.prompt.value, parameters: { ...parameters, seed } }),
+    form.elements.seed.value);
 }
 
-// The seed as the server wrote it, from the event's raw text (JSON.parse would round it).
-const seedOf = (raw) => (raw.match(/"seed":(\d+)/) || [])[1];
-
-function field(name, text) {
-  const span = element("span", null, text);
-  span.dataset.out = name;
-  return span;
-}
+const field = outField;
 
 export function generatePanel(model) {
   const panel = fromTemplate("tpl-generate");
@@ -47,12 +35,7 @@ export function generatePanel(model) {
       [`${seconds.toFixed(2)} s, `, field("rate", (run.tokens / seconds).toFixed(1)), " tokens/s",
         run.first ? `, first after ${((run.first - run.start) / 1000).toFixed(2)} s` : ""],
     ];
-    if (seed) {
-      const reuse = element("button", null, "Use this seed");
-      reuse.type = "button";
-      reuse.addEventListener("click", () => (form.elements.seed.value = seed));
-      parts.push(["seed ", field("seed", seed), " ", reuse]);
-    }
+    if (seed) parts.push(["seed ", field("seed", seed), " ", seedButton(form, seed)]);
     status.replaceChildren(...parts.flatMap((part, i) => (i ? [" · ", ...part] : part)));
   }
 

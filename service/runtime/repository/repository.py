@@ -88,7 +88,7 @@ class ModelRepository:
             try:
                 graphs[g.role] = self._open_fitted(folder, graph_card(card, g.role), files)
             except ModelLoadError as exc:
-                raise ModelLoadError(f"graph {g.role!r} ({g.artifact.file}): {exc}") from exc
+                raise ModelLoadError(f"the {g.role} graph: {exc}") from exc
         if not session.batchable and card.task == "language-model":
             # Expected: a stepping graph's state is (layers, batch, hidden). Not worth a warning at every start.
             log.info("%s/%s: V2 infer and /score run each request on its own (the state's batch axis is its "
@@ -259,9 +259,10 @@ class ModelRepository:
                     await self.load(name)
 
     # -- lookup ----------------------------------------------------------------------------------
-    def entries(self) -> list[Entry]:
-        """Every model version, each followed by its further graphs'."""
-        return [x for k in sorted(self._entries) for e in (self._entries[k],) for x in (e, *map(e.graph, e.roles))]
+    def entries(self, *, graphs: bool = False) -> list[Entry]:
+        """Every model version; with `graphs`, each followed by its further graphs' (`<name>.<role>`)."""
+        found = [self._entries[k] for k in sorted(self._entries)]
+        return [x for e in found for x in (e, *map(e.graph, e.roles))] if graphs else found
 
     def knows(self, name: str) -> bool:
         return name in self._entries.by_name or bool(self._graph_entries(name))
