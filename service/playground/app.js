@@ -5,7 +5,7 @@ import { setKey } from "./api.js";
 import { hideError, showError } from "./dom.js";
 import { startMetrics } from "./metrics.js";
 import { loadModels, markChosen, renderModels } from "./models.js";
-import { PANELS } from "./panels.js";
+import { panelsFor } from "./panels.js";
 
 const byId = (id) => document.getElementById(id);
 let models = [];
@@ -15,7 +15,7 @@ const fromHash = () => models.find((m) => m.id === decodeURIComponent(location.h
 
 function choose(model, { focus = true } = {}) {
   markChosen(byId("model-list"), model.id);
-  const panels = PANELS[model.task] || [];
+  const panels = panelsFor(model);
   byId("try-title").textContent = `Try ${model.id}`;
   byId("try-hint").textContent = panels.length
     ? model.card?.description || ""

@@ -32,6 +32,8 @@ const TASKS = {
   "image-classification": "image classification",
   "text-classification": "text classification",
   "language-model": "language model",
+  "image-generation": "image generation",
+  autoencoder: "autoencoder",
 };
 
 // The card's headline figures on its test split: accuracy for classifiers; nats per token and perplexity for
@@ -47,6 +49,9 @@ export function headline(card) {
     figures.push(`${m.cross_entropy.toFixed(4)} nats/${unit}`);
   }
   if (m.perplexity != null) figures.push(`perplexity ${m.perplexity.toFixed(2)}`);
+  if (m.reconstruction_mse != null) figures.push(`reconstruction MSE ${m.reconstruction_mse.toFixed(4)}`);
+  if (m.negative_elbo != null) figures.push(`-ELBO ${m.negative_elbo.toFixed(1)} nats/image`);
+  if (m.frechet_distance != null) figures.push(`Fréchet distance ${m.frechet_distance.toFixed(2)}`);
   return `${figures.join(", ")} (${m.split} split, ${m.examples} examples)`;
 }
 

@@ -1,7 +1,7 @@
 """The playground in a real browser: Debian's Chromium, headless, driven by Selenium through Debian's
 chromedriver (given by path, so Selenium Manager never downloads anything), against a real server process
-on 127.0.0.1 serving four shipped models, symlinked into a temporary repository. The server asks for an
-API key, so the page's 401 path runs too.
+on 127.0.0.1 serving four shipped models, symlinked into a temporary repository, and the tiny GAN and VAE of
+generative_models.py. The server asks for an API key, so the page's 401 path runs too.
 
 Each test compares what the page shows with what the API answers to the same request, sent from here.
 With ZOOSERVE_SCREENSHOTS=DIR, each panel is saved as DIR/playground-*.png (docs/playground.md shows them).
@@ -26,6 +26,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from selenium.webdriver.support.ui import Select
+
+from tests.service.conftest import RepoWriter
+from tests.service.generative_models import add_generative
 from tests.service.serve_fixture import ROOT, running_server
 
 CHROMIUM = shutil.which("chromium")
@@ -34,6 +38,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
                                 reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium "
                                        "chromium-driver; .ci/run does)")
 MODELS = ("fashion-lenet", "tweets-transformer-int8", "island-gru", "island-ngram-word3")
+GAN, VAE = "tiny-gan", "tiny-vae"  # random weights, no figures in their cards
 KEY = "playground-test-key"
 SHOTS = os.environ.get("ZOOSERVE_SCREENSHOTS")
 WAIT_S = 30
@@ -46,6 +51,8 @@ def server(tmp_path_factory):
     repo.mkdir()
     for name in MODELS:
         (repo / name).symlink_to(ROOT / "models" / name, target_is_directory=True)
+    add_generative(RepoWriter(repo), GAN, "gan")
+    add_generative(RepoWriter(repo), VAE, "vae")
     env = {"ZOOSERVE_API_KEY": KEY, "ZOOSERVE_SHUTDOWN_DRAIN_S": "0"}  # no load balancer to wait for at the end
     with running_server(repo, workdir=base / "run", env=env) as s:
         yield s
@@ -139,10 +146,11 @@ def test_the_page_asks_for_the_key_in_the_apis_words_then_lists_every_model(serv
     assert browser.switch_to.active_element.get_attribute("id") == "api-key"
 
     browser.switch_to.active_element.send_keys(KEY, Keys.ENTER)
-    wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, ".model .pick")) == len(MODELS))
+    wait(browser, lambda: len(browser.find_elements(By.CSS_SELECTOR, ".model .pick")) == len(MODELS) + 2)
     shown = {li.find_element(By.CLASS_NAME, "pick").text: li for li in browser.find_elements(By.CLASS_NAME, "model")}
-    assert sorted(shown) == sorted(MODELS)
-    for name, item in shown.items():
+    assert sorted(shown) == sorted([*MODELS, GAN, VAE])  # models, not their further graphs (tiny-vae.decoder)
+    for name in MODELS:
+        item = shown[name]
         field = {dd.get_attribute("data-field"): dd.text for dd in item.find_elements(By.TAG_NAME, "dd")}
         meta, card = api(server, f"/v2/models/{name}")[1], api(server, f"/v1/models/{name}/card")[1]
         assert field["state"] == "READY" and field["version"] == str(card["version"])
@@ -156,6 +164,13 @@ def test_the_page_asks_for_the_key_in_the_apis_words_then_lists_every_model(serv
     assert not page_errors(browser)
 
 
+def canvas_pixels(canvas) -> list[list[int]]:
+    """A drawing pad's pixels (28, 28), as the page sends them."""
+    return canvas.parent.execute_script(
+        "const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, 28, 28).data;"
+        "return Array.from({length: 28}, (_, y) => Array.from({length: 28}, (_, x) => d[4 * (28 * y + x)]));", canvas)
+
+
 def test_a_drawing_and_an_uploaded_file_are_classified(server, browser):
     panel = open_model(browser, server, "fashion-lenet")
     canvas = panel.find_element(By.TAG_NAME, "canvas")
@@ -166,9 +181,7 @@ def test_a_drawing_and_an_uploaded_file_are_classified(server, browser):
     ActionChains(browser).key_down(Keys.SHIFT).send_keys(Keys.ARROW_UP * 4).key_up(Keys.SHIFT).perform()  # keyboard ink
     submit(panel, "Classify the drawing")  # the pad loses focus: the keyboard cursor leaves the picture
     wait(browser, lambda: len(bars(panel)) == 5)
-    pixels = browser.execute_script(
-        "const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, 28, 28).data;"
-        "return Array.from({length: 28}, (_, y) => Array.from({length: 28}, (_, x) => d[4 * (28 * y + x)]));", canvas)
+    pixels = canvas_pixels(canvas)
     assert sum(map(sum, pixels)) > 0 and pixels[12][14] > 0  # the strokes, and the keyboard's up from the centre
     assert same_bars(panel, api(server, "/v1/models/fashion-lenet/classify", {"arrays": [pixels], "top_k": 5})[1])
     shot(panel.find_element(By.CLASS_NAME, "panel"), "image")
@@ -237,6 +250,37 @@ def test_generation_streams_token_by_token_and_replays_from_its_seed(server, bro
     wait(browser, lambda: panel.find_elements(By.CSS_SELECTOR, "[data-out=tokens]") and out("tokens") == "5")
     submit(panel, "Use this seed")
     assert panel.find_element(By.NAME, "seed").get_attribute("value") == out("seed") and out("seed").isdigit()
+    assert not page_errors(browser)
+
+
+def test_a_generator_samples_a_grid_and_an_autoencoder_reconstructs_a_drawing(server, browser):
+    panel = open_model(browser, server, GAN)
+    fill(panel, {"n": "6", "seed": "3"})
+    Select(panel.find_element(By.NAME, "class")).select_by_visible_text("Bag")
+    submit(panel, "Sample")
+    images = wait(browser, lambda: len(found := panel.find_elements(By.CSS_SELECTOR, ".samples img")) == 6 and found)
+    status, answer = api(server, f"/v1/models/{GAN}/sample", {"n": 6, "seed": 3, "class": "Bag"})
+    assert status == 200 and [i.get_attribute("src") for i in images] == [f"data:image/png;base64,{p}"
+                                                                          for p in answer["images"]]
+    assert images[0].get_attribute("alt") == "Sample 1: Bag"
+    assert panel.find_element(By.CSS_SELECTOR, "[data-out=seed]").text == "3"
+    shot(panel.find_element(By.CLASS_NAME, "panel"), "sample")
+
+    panel = open_model(browser, server, VAE)  # a VAE samples (it has a prior) and reconstructs
+    sample, rec = panel.find_elements(By.CLASS_NAME, "panel")
+    assert not sample.find_element(By.NAME, "class").is_displayed()  # unconditional: no class to choose
+    canvas = rec.find_element(By.TAG_NAME, "canvas")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", canvas)  # below the samples' panel
+    ActionChains(browser).move_to_element_with_offset(canvas, 0, -60).click_and_hold().move_by_offset(0, 120).release().perform()
+    submit(rec, "Reconstruct the drawing")
+    made = wait(browser, lambda: (src := rec.find_element(By.CSS_SELECTOR, "[data-reconstruction]").get_attribute("src"))
+                and src.startswith("data:") and src)
+    pixels = canvas_pixels(canvas)
+    assert sum(map(sum, pixels)) > 0
+    status, answer = api(server, f"/v1/models/{VAE}/reconstruct", {"arrays": [pixels]})
+    assert status == 200 and made == f"data:image/png;base64,{answer['images'][0]}"
+    assert rec.find_element(By.CLASS_NAME, "code").text.startswith("code (8 numbers): ")
+    shot(rec, "reconstruct")
     assert not page_errors(browser)
 
 
