@@ -2,7 +2,8 @@
 Fashion-MNIST ones have (issue 17), written with `onnx.helper` into a `RepoWriter`'s repository:
 
 * `gan`: an image generator, conditional: z FP32 (N, d) + label INT64 (N,) -> image (N, 1, 28, 28) in [-1, 1]
-  (z plus the label's embedding -> MatMul -> Tanh -> Reshape); preprocess null, latent {z, normal, label}.
+  (z plus the label's embedding -> MatMul -> BatchNorm -> ConvTranspose -> Tanh, as a DCGAN's layers);
+  preprocess null, latent {z, normal, label}.
 * `ae` / `vae`: an autoencoder: input (N, 1, 28, 28) -> code (N, d) (and a VAE's log_var (N, d)) and image
   (N, 1, 28, 28) in [0, 1] (MatMul -> Sigmoid), plus decoder.onnx: code -> image with the same weights,
   listed in the card's `graphs` as role "decoder"; latent {code, prior normal (vae) or null (ae), decoder}.
@@ -44,15 +45,23 @@ def _image_head(src: str, w: np.ndarray, squash: str) -> tuple[list, list]:
 
 
 def gan_graph(dim: int, seed: int):
+    """As a DCGAN's generator, in miniature: z + the label's embedding (N, d) -> MatMul -> (N, 4, 7, 7) ->
+    BatchNormalization -> Relu -> ConvTranspose (kernel 4, stride 4) -> (N, 1, 28, 28) -> Tanh."""
     rng = np.random.default_rng(seed)
-    emb = rng.normal(0, 1, (len(FASHION), dim)).astype(np.float32)
-    head, inits = _image_head("zc", rng.normal(0, 0.5, (dim, PIXELS)).astype(np.float32), "Tanh")
+    arr = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)  # noqa: E731
+    inits = [arr("E", rng.normal(0, 1, (len(FASHION), dim))), arr("W", rng.normal(0, 0.5, (dim, 4 * 49))),
+             numpy_helper.from_array(np.array([-1, 4, 7, 7], np.int64), "fmap"),
+             arr("gamma", rng.uniform(0.5, 1.5, 4)), arr("beta", rng.normal(0, 0.1, 4)),
+             arr("mu", rng.normal(0, 0.1, 4)), arr("var", rng.uniform(0.5, 2, 4)),
+             arr("K", rng.normal(0, 0.5, (4, 1, 4, 4)))]
     nodes = [helper.make_node("Gather", ["E", "label"], ["e"], axis=0), helper.make_node("Add", ["z", "e"], ["zc"]),
-             *head]
+             helper.make_node("MatMul", ["zc", "W"], ["h"]), helper.make_node("Reshape", ["h", "fmap"], ["h4"]),
+             helper.make_node("BatchNormalization", ["h4", "gamma", "beta", "mu", "var"], ["bn"]),
+             helper.make_node("Relu", ["bn"], ["act"]),
+             helper.make_node("ConvTranspose", ["act", "K"], ["up"], kernel_shape=[4, 4], strides=[4, 4]),
+             helper.make_node("Tanh", ["up"], ["image"])]
     ins, outs = [_spec("z", [-1, dim]), _spec("label", [-1], "INT64")], [_spec("image", IMAGE)]
-    model = onnx_model(nodes, [_info(s) for s in ins], [_info(s) for s in outs],
-                       [numpy_helper.from_array(emb, "E"), *inits])
-    return model, ins, outs
+    return onnx_model(nodes, [_info(s) for s in ins], [_info(s) for s in outs], inits), ins, outs
 
 
 def autoencoder_graphs(dim: int, seed: int, variational: bool):

@@ -13,20 +13,29 @@ from service.runtime.engine.arrivals import Arrivals, arrived
 from service.runtime.errors import BadInput, ModelLoadError
 from service.runtime.tasks.base import ClassifyRequest
 from service.runtime.tasks.classifiers import ImageClassifier, TextClassifier
+from service.runtime.tasks.generative import Autoencoder, ImageGenerator
 from service.runtime.tasks.language_model import NgramLanguageModel, RecurrentLanguageModel
 from service.runtime.tasks.registry import served_class
-from tests.service.conftest import gate_model, images, infer_json
-from zooserve.card import find_cards, load_card
+from tests.service.conftest import RepoWriter, gate_model, images, infer_json
+from tests.service.generative_models import add_generative
+from zooserve.card import ModelCard, find_cards, load_card
 
 ROOT = Path(__file__).resolve().parents[2]
-EXPECTED = {"cnn": ImageClassifier, "transformer": TextClassifier, "rnn": RecurrentLanguageModel,
-            "ngram": NgramLanguageModel}
+EXPECTED = {"cnn": ImageClassifier, "mlp": ImageClassifier, "transformer": TextClassifier,
+            "rnn": RecurrentLanguageModel, "ngram": NgramLanguageModel, "gan": ImageGenerator, "vae": Autoencoder,
+            "autoencoder": Autoencoder}
 
 
 @pytest.mark.parametrize("path", find_cards(ROOT / "models"), ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
 def test_every_shipped_card_gets_the_class_of_its_task_and_family(path):
     card = load_card(path)
     assert served_class(card) is EXPECTED[card.family.split("/")[0]]
+
+
+@pytest.mark.parametrize("variant, family", [("gan", "gan/dcgan"), ("vae", "vae/conv"), ("ae", "autoencoder/conv")])
+def test_generators_and_autoencoders_get_their_classes(tmp_path, variant, family):
+    card = ModelCard.model_validate(add_generative(RepoWriter(tmp_path), "m", variant))
+    assert card.family == family and served_class(card) is EXPECTED[family.split("/")[0]]
 
 
 def test_a_task_default_serves_new_families_and_an_unknown_pair_is_a_load_error():
