@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchem
 from service.runtime.errors import shown
 from service.runtime.generation.request import DEFAULT_MAX_TOKENS, MAX_STOP_CHARS
 from service.runtime.repository import ModelState
-from service.runtime.generation.sampling import MAX_LOGPROBS
+from service.runtime.generation.sampling import MAX_LOGPROBS, SEED_LIMIT
 from service.schemas.base import Body
 
 # temperature and repetition_penalty divide the logits. Near 0 (schemathesis sent 5e-324) the quotient
@@ -50,7 +50,7 @@ class Sampling(Body):
                                                               "reaches p; default 1")
     repetition_penalty: float | None = Field(
         None, ge=MIN_DIVISOR, le=10, description="> 1 makes tokens already in the text less likely; default 1")
-    seed: int | None = Field(None, ge=0, lt=2**63, description="the same seed and parameters give the same text; "
+    seed: int | None = Field(None, ge=0, lt=SEED_LIMIT, description="the same seed and parameters give the same text; "
                                                                 "default random, reported back")
     stop: Stop = None
     logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS,

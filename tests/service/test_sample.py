@@ -157,16 +157,19 @@ def test_an_empty_body_samples_one_image(repo, serve):
     assert resp.status_code == 200 and len(resp.json()["images"]) == 1 and len(resp.json()["classes"]) == 1
 
 
-def test_sample_requests_are_counted_and_batched_under_the_graph_that_ran(tmp_path, serve):
+def test_image_requests_are_counted_and_batched_under_the_graph_that_ran(tmp_path, serve):
     vae = f"vae-{uuid.uuid4().hex[:6]}"
     writer = RepoWriter(tmp_path / "repo")
     add_generative(writer, vae, "vae")
+    pixels = {"arrays": [[[0] * 28] * 28] * 2}
 
     async def body(client, app):
         before = await scrape(client)
         for n in (1, 3):
             assert (await client.post(SAMPLE.format(vae), json={"n": n})).status_code == 200
         assert (await client.post(SAMPLE.format(vae), json={"n": 0})).status_code == 400
+        for task in ("reconstruct", "embed"):
+            assert (await client.post(f"/v1/models/{vae}/{task}", json=pixels)).status_code == 200
         return before, await scrape(client)
 
     before, after = serve(writer.root, body)
@@ -174,5 +177,18 @@ def test_sample_requests_are_counted_and_batched_under_the_graph_that_ran(tmp_pa
     assert delta(before, after, "zooserve_requests_total", model=vae, endpoint=endpoint, code="200") == 2
     assert delta(before, after, "zooserve_requests_total", model=vae, endpoint=endpoint, code="400") == 1
     assert delta(before, after, "zooserve_request_duration_seconds_count", model=vae, endpoint=endpoint) == 3
-    assert delta(before, after, "zooserve_batch_size_sum", model=f"{vae}.decoder") == 4
+    for task in ("reconstruct", "embed"):
+        assert delta(before, after, "zooserve_requests_total", model=vae, endpoint=f"/v1/models/{{model}}/{task}",
+                     code="200") == 1
+    assert delta(before, after, "zooserve_batch_size_sum", model=f"{vae}.decoder") == 4  # the samples
+    assert delta(before, after, "zooserve_batch_size_sum", model=vae) == 4  # the images reconstructed, embedded
     assert after[("zooserve_model_ready", (("model", f"{vae}.decoder"), ("version", "1")))] == 1
+
+
+def test_the_image_routes_need_the_api_key_when_one_is_set(repo, serve):
+    async def body(client, app):
+        return [(await client.post(f"/v1/models/vae/{task}", json=doc, headers=headers)).status_code
+                for headers in ({}, {"X-API-Key": "k"})
+                for task, doc in (("sample", {}), ("embed", {"arrays": [[[0] * 28] * 28]}))]
+
+    assert serve(repo.root, body, api_key="k") == [401, 401, 200, 200]

@@ -137,5 +137,5 @@ class Autoencoder(ImageDecoding, ImageInputs):
         return {"model": self.name, "version": str(self.version), "images": await encoded(images, fmt)}
 
     async def embed(self, request: ClassifyRequest, *, timeout_s: float) -> dict:
-        codes = (await self._encoded(request, timeout_s))[self.card.latent.input]  # (N, dim)
-        return {"model": self.name, "version": str(self.version), "codes": codes.tolist()}
+        codes = (await self._encoded(request, timeout_s))[self.card.latent.input]  # (N, dim) float32
+        return {"model": self.name, "version": str(self.version), "codes": codes}  # orjson writes the array
