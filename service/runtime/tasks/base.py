@@ -4,11 +4,11 @@ In the spirit of MLServer's `MLModel` and LitServe's decode -> batch -> predict 
 subclass per task (image classifier, text classifier, language model, generator, autoencoder) turns a task
 request into tensors (decode), queues them on the model's batcher (batch, predict, unbatch: `engine.batcher`)
 and turns the outputs back into the task's answer (encode). Every model also answers raw V2 tensors (`infer`).
+A task a model does not serve answers 400 naming what the model is; no router branches on the card.
 
 Further graphs (the card's `graphs`, e.g. a VAE's decoder) are `GraphModel`s the version holds: each has its
 own session and batcher and serves V2 as the model `<name>.<role>`, but shares the version's leases and
 lifetime, so a lease on `fashion-vae.decoder` holds `fashion-vae` and a reload swaps and drains both.
-A task a model does not serve answers 400 naming what the model is; no router branches on the card.
 
 Which class serves a card is `tasks.registry`'s decision. Construction happens in a worker thread during
 the load (files read and checked, session warm); a class raises ModelLoadError for files it cannot use.
@@ -42,7 +42,8 @@ Tensors = dict[str, np.ndarray]
 @dataclass
 class ClassifyRequest:
     """What `/classify` (or, for images, `/reconstruct` and `/embed`) received, not yet decoded: decoding needs
-    the model's card. Exactly one of the three kinds is given. `where` strings name each item in error messages ("images[2]", "files[0] (a.png)")."""
+    the model's card. Exactly one of the three kinds is given. `where` strings name each item in error messages
+    ("images[2]", "files[0] (a.png)")."""
 
     images: list[tuple[str, bytes | str]] = field(default_factory=list)  # (where, PNG/JPEG: raw, or base64 text)
     arrays: list[tuple[str, object]] = field(default_factory=list)  # (where, nested lists of 0-255 pixels)

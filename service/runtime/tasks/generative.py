@@ -82,7 +82,8 @@ class ImageDecoding(ServedModel):
                            f'to ask for; leave out "class"')
         if isinstance(label, str):
             if label not in labels:
-                raise BadInput(f'"class" must be one of the labels {shown(labels, 400)} (or an index), got {shown(label)}')
+                raise BadInput(f'"class" must be one of the labels {shown(labels, 400)} (or an index), got '
+                               f'{shown(label)}')
             return labels.index(label)
         if not is_int(label) or not 0 <= label < len(labels):
             raise BadInput(f'"class" must be a label or an index from 0 to {len(labels) - 1}, got {shown(label)}')
