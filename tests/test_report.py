@@ -90,6 +90,12 @@ def test_missing_checkpoint_times_fresh_weights_with_a_footnote(repo, tmp_path, 
     assert f"{FLOAT}: PyTorch timed at freshly initialised weights" in printed and "no checkpoint" in printed
 
 
+def test_model_option_keeps_only_the_named_models(repo, tmp_path, capsys):
+    code, _ = run_report(repo, tmp_path, "--model", INT8)
+    assert code == 0
+    assert sorted(table_rows(capsys.readouterr().out)) == [INT8]
+
+
 @pytest.mark.parametrize("content", ["# no markers here\n", f"{report.END}\n{report.BEGIN}\n"])
 def test_readme_without_markers_is_a_clear_error(repo, tmp_path, capsys, content):
     readme = tmp_path / "README.md"

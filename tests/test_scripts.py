@@ -202,7 +202,7 @@ def test_recipe_as_the_first_word_is_the_flag(capsys):
 
 def test_unknown_recipe_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as exit_:
-        train.parse_args(["--recipe", "fashion-alexnet"])
+        train.parse_args(["--recipe", "fashion-googlenet"])
     assert exit_.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from training.zoo import ARCHITECTURES, build_config
+from training.zoo.alexnet import AlexNetConfig
 from training.zoo.inception import InceptionConfig, InceptionModule
 from training.zoo.lenet import LeNetConfig
 from training.zoo.mobilenet import MobileNetConfig
@@ -43,7 +44,7 @@ def n_params(model: nn.Module) -> int:
 
 
 def test_registry_names():
-    assert set(ARCHITECTURES) == {"lenet", "vgg", "resnet", "mobilenet", "inception"}
+    assert set(ARCHITECTURES) == {"lenet", "vgg", "resnet", "mobilenet", "inception", "alexnet"}
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -204,6 +205,44 @@ def test_vgg_flatten_size_follows_image_size():
     assert [m for m in VGGConfig().build() if isinstance(m, nn.Linear)][0].in_features == 1152
 
 
+def alexnet_params(cfg: AlexNetConfig) -> int:
+    total, c = 0, cfg.in_channels
+    for width, k in zip(cfg.widths, cfg.kernels):
+        total += cbr(c, width, k) if cfg.norm == "batch" else conv(c, width, k, bias=True)  # LRN has no weights
+        c = width
+    # 28 -> 14 -> 7 -> 3 after the three overlapping 3x3/2 poolings
+    return total + linear(c * 3 * 3, cfg.hidden) + linear(cfg.hidden, cfg.hidden) + linear(cfg.hidden, cfg.num_classes)
+
+
+@pytest.mark.parametrize("cfg", [
+    AlexNetConfig(),
+    AlexNetConfig(norm="lrn"),
+    AlexNetConfig(widths=(8, 16, 24, 24, 16), kernels=(5, 3, 3, 3, 3), hidden=64, norm="none"),
+], ids=["default", "lrn", "small"])
+def test_alexnet_parameters(cfg):
+    model = cfg.build().eval()
+    assert n_params(model) == alexnet_params(cfg)
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 28, 28)).shape == (2, cfg.num_classes)
+
+
+def test_alexnet_pools_and_norms_where_the_paper_does():
+    model = AlexNetConfig(norm="lrn").build()
+    kinds = [type(m).__name__ for m in model if not isinstance(m, (nn.ReLU, nn.Flatten))]
+    assert kinds == ["Conv2d", "LocalResponseNorm", "MaxPool2d", "Conv2d", "LocalResponseNorm", "MaxPool2d",
+                     "Conv2d", "Conv2d", "Conv2d", "MaxPool2d",
+                     "Dropout", "Linear", "Dropout", "Linear", "Linear"]
+    pools = [m for m in model if isinstance(m, nn.MaxPool2d)]
+    assert all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping pooling
+
+
+def test_alexnet_rejects_bad_options():
+    with pytest.raises(ValueError, match="norm"):
+        AlexNetConfig(norm="layer").build()
+    with pytest.raises(ValueError, match="five"):
+        AlexNetConfig(widths=(8, 16, 32)).build()
+
+
 def inception_params(cfg: InceptionConfig) -> int:
     n = cfg.factorised_n
     total, c = cbr(cfg.in_channels, cfg.stem, 3), cfg.stem
@@ -271,8 +310,8 @@ def test_build_config_defaults():
 
 
 def test_build_config_rejects_unknown_arch():
-    with pytest.raises(ValueError, match=r"unknown architecture 'alexnet'; choose from \['inception', 'lenet'"):
-        build_config("alexnet")
+    with pytest.raises(ValueError, match=r"unknown architecture 'googlenet'; choose from \['alexnet', 'inception'"):
+        build_config("googlenet")
 
 
 def test_build_config_rejects_unknown_option():

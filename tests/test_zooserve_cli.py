@@ -20,6 +20,7 @@ OWN_OPTION = {
     "train": "--augment-flip",
     "train-ngram": "--smoothing",
     "train-rnn": "--cell",
+    "train-mlp": "--hidden",
     "train-transformer": "--d-model",
     "report": "--output",
     "lm-report": "--char-orders",
@@ -110,7 +111,7 @@ def test_the_command_imports_neither_side():
 
 # Without the train extras, each training command is refused at the first import of torch (or onnx, ...):
 # most import it at the top, so their --help already fails; quantize imports it only to quantize.
-NEEDS_TRAIN_EXTRAS = {name: ["--help"] for name in ("train", "train-ngram", "train-rnn", "train-transformer",
+NEEDS_TRAIN_EXTRAS = {name: ["--help"] for name in ("train", "train-mlp", "train-ngram", "train-rnn", "train-transformer",
                                                     "report", "lm-report", "text-report")}
 NEEDS_TRAIN_EXTRAS["quantize"] = ["models/fashion-lenet/1", "--out", "{tmp}"]
 # fetch-data reads and checks idx files with numpy: the serving install runs it (the serve image, which has no

@@ -56,6 +56,15 @@ RECIPES: dict[str, Recipe] = {
         optim=SGD_ONE_CYCLE,
         augment_pad=2, augment_flip=True,
     ),
+    "fashion-alexnet": Recipe(
+        arch="alexnet",
+        description="AlexNet-style net (5 convs with ReLU and BatchNorm, overlapping max pooling, "
+                    "two dense 1024 layers with dropout) scaled to 28x28 Fashion-MNIST",
+        model={"widths": (32, 64, 64, 64, 64), "kernels": (5, 3, 3, 3, 3), "hidden": 1024, "norm": "batch"},
+        train={"epochs": 12, "batch_size": 128, "monitor": "val_accuracy"},
+        optim={"name": "sgd", "lr": 0.05, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle"},
+        augment_pad=2, augment_flip=True,
+    ),
     "fashion-inception": Recipe(
         arch="inception",
         description="Inception-style net (1x1, 3x3, factorised 1xn+nx1 and pooling branches) on Fashion-MNIST",

@@ -4,6 +4,7 @@ onnxruntime against PyTorch, at batch 1 and batch 32.
     zooserve report                              # every model under models/, as Markdown on stdout
     zooserve report --readme docs/results.md     # also replace the text between the results markers
     zooserve report --threads 2 --output results.md
+    zooserve report --model fashion-alexnet --model fashion-mlp   # only these
     zooserve report --dry-run                    # 3 repeats, at most 2 models: a smoke test
 
 Only the newest version of each model name is reported: `<runs>/<name>/last.pt` is overwritten by every
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default=SHIPPED_REPOSITORIES,
                    help="model repository: a folder, or several joined by ':' (default: models:models-extra)")
     p.add_argument("--runs", type=Path, default=Path("runs"), help="where the training checkpoints are")
+    p.add_argument("--model", action="append", default=[], metavar="NAME",
+                   help="report only this model (repeat for several; default: every image classifier)")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads for ORT and torch (default 1)")
     p.add_argument("--repeats", type=int, default=50,
                    help="timed runs at batch 1 (batch 32 gets a fifth of them, at least 3)")
@@ -74,6 +77,8 @@ def torch_model(card: ModelCard, runs: Path, build=None) -> tuple[nn.Module | No
     `build(card)` makes the untrained module; by default the zoo's image architecture the card names."""
     if card.quantization is not None:
         return None, "an INT8 graph has no PyTorch counterpart"
+    if card.training.torch is None:  # e.g. fashion-mlp, written in numpy
+        return None, "trained without PyTorch, so there is no PyTorch model to time"
     build = build or (lambda c: build_config(c.training.arch, c.training.model_config_).build())
     ckpt = runs / card.name / "last.pt"
     if not ckpt.is_file():
@@ -201,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"zooserve report: error: {exc}", file=sys.stderr)
             return 2
     # Classifiers only: the language models have their own table (zooserve lm-report).
-    entries = [e for e in latest_cards(args.models) if e[1].task == "image-classification"]
+    entries = [e for e in latest_cards(args.models) if e[1].task == "image-classification"
+               and (not args.model or e[1].name in args.model)]
     if not entries:
         print(f"zooserve report: error: no model cards under {args.models}", file=sys.stderr)
         return 1

@@ -150,15 +150,10 @@ def publish(args, name, recipe, model, model_cfg, config, result, data, out: Pat
     sample = data.test_x[:2]
     opset = export(model, sample, model_dir / "model.onnx")
     parity = check_parity(model, model_dir / "model.onnx", data.test_x[:1000], opset=opset)
-    c, h, w = data.test_x.shape[1:]
     fields = {
         "name": name, "version": version, "task": "image-classification", "family": model_cfg.family,
         "description": recipe.description,
-        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, c, h, w]}],
-        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, len(data.labels)]}],
-        "preprocess": {"kind": "image", "height": h, "width": w, "channels": c, "scale": 1 / 255,
-                       "mean": list(data.norm.mean), "std": list(data.norm.std)},
-        "labels": data.labels,
+        **task.card_io(data),
         "batching": {"max_batch_size": recipe.max_batch_size, "max_delay_ms": recipe.max_delay_ms},
         "metrics": [val, test],
         "dataset": data.dataset,

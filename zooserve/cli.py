@@ -37,6 +37,8 @@ COMMANDS = {
                            train=True),
     "train-rnn": Command("training.train_rnnlm:main", "train a char-level RNN, LSTM or GRU language model",
                          train=True),
+    "train-mlp": Command("training.train_mlp:main", "train the from-scratch numpy MLP, export ONNX and its card",
+                         train=True),
     "train-transformer": Command("training.train_transformer:main", "train the Transformer encoder text classifier",
                                  train=True),
     "report": Command("training.report:main", "results table of the image classifiers", train=True),

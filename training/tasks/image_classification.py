@@ -71,6 +71,19 @@ def prepare(data_dir, *, val_size: int, seed: int, batch_size: int, augment_pad:
     )
 
 
+def card_io(data: ImageData) -> dict:
+    """The card's inputs, outputs, preprocess and labels: the same for every image classifier, whatever trained
+    it, so that /classify and every client treat them alike. Input (N, C, H, W) float32, output logits (N, classes)."""
+    c, h, w = data.test_x.shape[1:]
+    return {
+        "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, c, h, w]}],
+        "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, len(data.labels)]}],
+        "preprocess": {"kind": "image", "height": h, "width": w, "channels": c, "scale": 1 / 255,
+                       "mean": list(data.norm.mean), "std": list(data.norm.std)},
+        "labels": data.labels,
+    }
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Logits (N, classes) for inputs (N, C, H, W), in eval mode."""

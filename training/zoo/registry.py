@@ -15,6 +15,7 @@ class ModelConfig(Protocol):
 
 
 def _architectures() -> dict[str, type]:
+    from training.zoo.alexnet import AlexNetConfig
     from training.zoo.inception import InceptionConfig
     from training.zoo.lenet import LeNetConfig
     from training.zoo.mobilenet import MobileNetConfig
@@ -27,6 +28,7 @@ def _architectures() -> dict[str, type]:
         "resnet": ResNetConfig,
         "mobilenet": MobileNetConfig,
         "inception": InceptionConfig,
+        "alexnet": AlexNetConfig,
     }
 
 
