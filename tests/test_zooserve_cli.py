@@ -22,9 +22,13 @@ OWN_OPTION = {
     "train-rnn": "--cell",
     "train-mlp": "--hidden",
     "train-transformer": "--d-model",
+    "train-autoencoder": "--dim",
+    "train-gan": "--judge-samples",
     "report": "--output",
     "lm-report": "--char-orders",
     "text-report": "--text-column",
+    "gen-report": "--cards",
+    "image-grids": "--rows",
     "quantize": "--emulate",
     "fetch-data": "--no-download",
     "check-repository": "--repository",
@@ -112,11 +116,13 @@ def test_the_command_imports_neither_side():
 # Without the train extras, each training command is refused at the first import of torch (or onnx, ...):
 # most import it at the top, so their --help already fails; quantize imports it only to quantize.
 NEEDS_TRAIN_EXTRAS = {name: ["--help"] for name in ("train", "train-mlp", "train-ngram", "train-rnn", "train-transformer",
-                                                    "report", "lm-report", "text-report")}
+                                                    "train-autoencoder", "train-gan", "report", "lm-report",
+                                                    "text-report", "gen-report")}
 NEEDS_TRAIN_EXTRAS["quantize"] = ["models/fashion-lenet/1", "--out", "{tmp}"]
-# fetch-data reads and checks idx files with numpy: the serving install runs it (the serve image, which has no
-# training/ at all, refuses it like the others).
-RUNS_WITHOUT_TRAIN_EXTRAS = ("serve", "check-repository", "healthcheck", "fetch-data")
+# fetch-data reads and checks idx files with numpy, image-grids runs ONNX files with onnxruntime and draws with
+# Pillow: the serving install runs them (the serve image, which has no training/ at all, refuses them like the
+# others).
+RUNS_WITHOUT_TRAIN_EXTRAS = ("serve", "check-repository", "healthcheck", "fetch-data", "image-grids")
 
 
 def test_every_command_is_checked_without_the_train_extras():
@@ -141,7 +147,7 @@ def test_serving_commands_need_no_train_extras(name):
 
 def test_without_the_training_package_every_training_command_says_what_to_install():
     """The serve image ships zooserve/ and service/ only."""
-    for name in [*NEEDS_TRAIN_EXTRAS, "fetch-data"]:
+    for name in [*NEEDS_TRAIN_EXTRAS, "fetch-data", "image-grids"]:
         proc = run_zooserve(name, "--help", block=("training",))
         assert proc.returncode == 1 and "lacks the `train` extras (" in proc.stderr, (name, proc.stderr)
 

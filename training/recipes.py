@@ -110,3 +110,47 @@ LM_RECIPES: dict[str, LMRecipe] = {
         optim={**ADAM_CLIPPED, "lr": 1e-3},
     ),
 }
+
+
+@dataclass(frozen=True)
+class GenRecipe:
+    """A generative model's settings: the trainer (`autoencoder`, `vae` or `dcgan`), overrides of its config
+    dataclass (training.zoo.generative), TrainConfig and OptimConfig."""
+
+    kind: str
+    description: str
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    optim: dict = field(default_factory=dict)
+    max_batch_size: int = 64
+    max_delay_ms: float = 2.0
+
+
+GEN_RECIPES: dict[str, GenRecipe] = {
+    "fashion-autoencoder": GenRecipe(
+        kind="autoencoder",
+        description="convolutional autoencoder (stride-2 convs -> 32-d code -> transposed convs, sigmoid) on "
+                    "Fashion-MNIST, trained on squared error per pixel; outputs the code and the reconstruction",
+        model={"dim": 32, "channels": 16},
+        train={"epochs": 8, "batch_size": 128, "monitor": "val_loss"},
+        optim={"name": "adam", "lr": 2e-3, "schedule": "cosine"},
+    ),
+    "fashion-vae": GenRecipe(
+        kind="vae",
+        description="variational autoencoder (conv encoder -> mean and log-variance of a 16-d Gaussian code, "
+                    "transposed-conv decoder) on Fashion-MNIST; Bernoulli likelihood: binary cross-entropy "
+                    "over the 784 grey pixels in [0, 1], N(0, I) prior, analytic KL",
+        model={"dim": 16, "channels": 16},
+        train={"epochs": 10, "batch_size": 128, "monitor": "val_loss"},
+        optim={"name": "adam", "lr": 2e-3, "schedule": "cosine"},
+    ),
+    "fashion-dcgan": GenRecipe(
+        kind="dcgan",
+        description="class-conditional DCGAN on Fashion-MNIST: generator z(64) + label embedding -> dense -> "
+                    "128x7x7 -> transposed convs with BatchNorm -> 1x28x28 tanh; projection discriminator; "
+                    "one discriminator and one (non-saturating) generator step per iteration",
+        model={"dim": 64, "embed": 16, "channels": 64, "d_channels": 32},
+        train={"epochs": 10, "batch_size": 128},  # no LR schedule: the 14-epoch run stopped after 10 is this
+        optim={"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)},
+    ),
+}

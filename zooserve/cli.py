@@ -41,9 +41,16 @@ COMMANDS = {
                          train=True),
     "train-transformer": Command("training.train_transformer:main", "train the Transformer encoder text classifier",
                                  train=True),
+    "train-autoencoder": Command("training.train_autoencoder:main", "train the autoencoder or the VAE (fashion-"
+                                 "autoencoder, fashion-vae): two graphs and the card", train=True),
+    "train-gan": Command("training.train_gan:main", "train the class-conditional DCGAN (fashion-dcgan)", train=True),
     "report": Command("training.report:main", "results table of the image classifiers", train=True),
     "lm-report": Command("training.lm_report:main", "results tables of the language models", train=True),
     "text-report": Command("training.text_report:main", "results table of the text classifiers", train=True),
+    "gen-report": Command("training.gen_report:main", "image quality of the generators (Frechet distance, "
+                          "class coverage)", train=True),
+    "image-grids": Command("training.image_grids:main", "picture grids of samples and reconstructions for the docs",
+                           train=True),  # needs training/ (not torch): the serve image lacks it
     "quantize": Command("training.quantize:main", "make (or remake) the INT8 twin of a float model", train=True),
     "fetch-data": Command("training.data.fashion_mnist:main", "find or download Fashion-MNIST and verify it",
                           train=True),

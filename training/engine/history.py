@@ -22,22 +22,26 @@ def _pyplot():
     return plt
 
 
-def plot_curves(history: list[dict], path: Path, title: str) -> None:
-    """One panel per metric found in both train_* and val_* keys (loss, accuracy, ...)."""
+def plot_curves(history: list[dict], path: Path, title: str, metrics: list[str] | None = None) -> None:
+    """One panel per metric: by default each found in both train_* and val_* keys (loss, accuracy, ...); a
+    metric named in `metrics` plots whichever of train_<m>, val_<m> and <m> itself the history has (a GAN's
+    discriminator and generator losses have no validation twin)."""
     plt = _pyplot()
-    metrics = sorted({k[4:] for row in history for k in row if k.startswith("val_")})
+    metrics = metrics or sorted({k[4:] for row in history for k in row if k.startswith("val_")})
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5), squeeze=False)
     epochs = [row["epoch"] for row in history]
     for ax, metric in zip(axes[0], metrics):
-        for split in ("train", "val"):
-            key = f"{split}_{metric}"
-            ax.plot(epochs, [row.get(key, np.nan) for row in history], marker="o", label=split)
+        for key in (f"train_{metric}", f"val_{metric}", metric):
+            if any(key in row for row in history):
+                ax.plot(epochs, [row.get(key, np.nan) for row in history], marker="o",
+                        label=key.removesuffix(f"_{metric}") if key != metric else metric)
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

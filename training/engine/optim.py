@@ -18,6 +18,7 @@ class OptimConfig:
     step_size: int = 10  # epochs between decays, for "step"
     gamma: float = 0.1  # decay factor, for "step"
     pct_start: float = 0.25  # warm-up fraction, for "onecycle"
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw, adamax (DCGAN uses 0.5, 0.999)
 
 
 OPTIMIZERS = ("sgd", "rmsprop", "adam", "adamw", "adadelta", "adamax")
@@ -30,10 +31,10 @@ def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     factories = {
         "sgd": lambda: o.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=wd),
         "rmsprop": lambda: o.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=wd),
-        "adam": lambda: o.Adam(params, lr=cfg.lr, weight_decay=wd),
-        "adamw": lambda: o.AdamW(params, lr=cfg.lr, weight_decay=wd),
+        "adam": lambda: o.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=wd),
+        "adamw": lambda: o.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=wd),
         "adadelta": lambda: o.Adadelta(params, lr=cfg.lr, weight_decay=wd),
-        "adamax": lambda: o.Adamax(params, lr=cfg.lr, weight_decay=wd),
+        "adamax": lambda: o.Adamax(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=wd),
     }
     if cfg.name not in factories:
         raise ValueError(f"unknown optimizer {cfg.name!r}; choose from {OPTIMIZERS}")

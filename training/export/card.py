@@ -31,7 +31,10 @@ def write_card(model_dir: Path, fields: dict) -> ModelCard:
         "artifact": file_digest(onnx_path),
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     })
-    (model_dir / CARD_FILE).write_text(json.dumps(card.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2) + "\n")
+    data = card.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if card.latent is not None:
+        data["latent"]["prior"] = card.latent.prior  # required even when null (a plain autoencoder has no prior)
+    (model_dir / CARD_FILE).write_text(json.dumps(data, indent=2) + "\n")
     return card
 
 

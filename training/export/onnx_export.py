@@ -28,7 +28,7 @@ class ParityError(RuntimeError):
 class ParityReport:
     reference: str
     max_abs_diff: float
-    argmax_agreement: float
+    argmax_agreement: float | None  # None for graphs that output images or codes
     inputs: int
     opset: int
     onnxruntime: str

@@ -34,9 +34,10 @@ class ImageData:
     dataset: dict  # for the model card
 
 
-def prepare(data_dir, *, val_size: int, seed: int, batch_size: int, augment_pad: int, augment_flip: bool,
-            limit: int = 0) -> ImageData:
-    """Load Fashion-MNIST, split 60k -> train/val with a fixed seed, normalise with train-split statistics.
+def prepare(data_dir, *, val_size: int, seed: int, batch_size: int, augment_pad: int = 0, augment_flip: bool = False,
+            limit: int = 0, norm: Normalisation | None = None) -> ImageData:
+    """Load Fashion-MNIST, split 60k -> train/val with a fixed seed, normalise with train-split statistics
+    (or with `norm`: Normalisation((0.0,), (1.0,)) keeps pixels in [0, 1], as the generative models read them).
 
     `limit` keeps only the first `limit` images of each split (for --dry-run).
     """
@@ -45,7 +46,7 @@ def prepare(data_dir, *, val_size: int, seed: int, batch_size: int, augment_pad:
     if limit:
         train_idx, val_idx = train_idx[:limit], val_idx[:limit]
     test_images, test_labels = (ds.test_images[:limit], ds.test_labels[:limit]) if limit else (ds.test_images, ds.test_labels)
-    norm = Normalisation.fit(ds.train_images[train_idx])
+    norm = norm or Normalisation.fit(ds.train_images[train_idx])
     tx, vx = norm.apply(ds.train_images[train_idx]), norm.apply(ds.train_images[val_idx])
     ty, vy = torch.from_numpy(ds.train_labels[train_idx]), torch.from_numpy(ds.train_labels[val_idx])
     augment = None
