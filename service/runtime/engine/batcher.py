@@ -137,8 +137,9 @@ class DynamicBatcher:
         self._admit(1)
         now = time.monotonic()
         item = self._pending(inputs, now, timeout_s)
+        arrived()  # first: an idle server is one with nothing on its way but this request
         if self._task is not None and not self._running and self._inline(item.rows, item.signature, 1):
-            arrived()  # direct dispatch (see "Inline runs"): the run below never suspends, so nothing interleaves
+            # Direct dispatch (see "Inline runs"): the run below never suspends, so nothing interleaves.
             self._m_wait.observe(0.0)
             self._running = True
             try:
