@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from training.image_quality import pixels_to_input
 from zooserve.card import ModelCard, load_card
 from zooserve.latent import draw, to_pixels
 
@@ -55,7 +56,5 @@ class Generated:
 
     def reconstruct(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images (N, H, W) -> the autoencoder's reconstructions, uint8 (N, H, W)."""
-        pre = self.card.preprocess
-        x = pixels.astype(np.float32)[:, None] * pre.scale  # (N, 1, H, W), as the card's preprocess says
-        x = (x - np.float32(pre.mean[0])) / np.float32(pre.std[0])
+        x = pixels_to_input(pixels, self.card.preprocess)  # (N, 1, H, W)
         return self._pixels(self.main, {self.card.inputs[0].name: x})

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from zooserve.card import ModelCard, load_card
+from zooserve.card import ImagePreprocess, ModelCard, load_card
 from zooserve.numeric import softmax
 
 BATCH = 500
@@ -38,6 +38,12 @@ def _with_features(path: Path) -> tuple[bytes, str]:
     features = last.input[0]
     proto.graph.output.append(onnx.helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
     return proto.SerializeToString(), features
+
+
+def pixels_to_input(pixels: np.ndarray, pre: ImagePreprocess) -> np.ndarray:
+    """uint8 greyscale images (N, H, W) -> a graph's input (N, 1, H, W) float32, as its card's preprocess says."""
+    x = pixels.astype(np.float32)[:, None] * pre.scale
+    return (x - np.float32(pre.mean[0])) / np.float32(pre.std[0])
 
 
 @dataclass
@@ -59,18 +65,12 @@ class FeatureModel:
     def name(self) -> str:
         return f"{self.card.name}/{self.card.version}"
 
-    def preprocess(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (N, H, W) -> the classifier's input (N, 1, H, W) float32, normalised as it was trained."""
-        pre = self.card.preprocess
-        x = pixels.astype(np.float32)[:, None] * pre.scale
-        return (x - np.float32(pre.mean[0])) / np.float32(pre.std[0])
-
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images (N, H, W) -> features (N, F) float64 and probabilities (N, classes)."""
         name = self.session.get_inputs()[0].name
         feats, probs = [], []
         for i in range(0, len(pixels), BATCH):
-            logits, f = self.session.run(None, {name: self.preprocess(pixels[i:i + BATCH])})
+            logits, f = self.session.run(None, {name: pixels_to_input(pixels[i:i + BATCH], self.card.preprocess)})
             feats.append(f.reshape(len(f), -1).astype(np.float64))
             probs.append(softmax(logits))
         return np.concatenate(feats), np.concatenate(probs)
