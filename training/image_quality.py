@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from zooserve.card import ImagePreprocess, ModelCard, load_card
@@ -32,6 +31,8 @@ BATCH = 500
 def _with_features(path: Path) -> tuple[bytes, str]:
     """The classifier's graph with one more output: the input of the node that makes the logits, i.e. the
     penultimate layer's features (for fashion-resnet the pooled channels, (N, 64))."""
+    import onnx  # here, not at the top: onnx is a train extra, and image-grids (reconstructions) runs without it
+
     proto = onnx.load(str(path))
     logits = proto.graph.output[0].name
     last = next(n for n in proto.graph.node if logits in n.output)
