@@ -632,3 +632,33 @@ def test_a_lone_request_on_an_idle_server_runs_inline_up_to_the_idle_bound_and_i
 
     run(main)
     assert on_loop == [False, True, True, False, True]
+
+
+def test_a_fast_request_waits_for_company_on_its_way_instead_of_running_at_once(monkeypatch):
+    from service.runtime.engine import batcher as batcher_module
+    from service.runtime.engine.arrivals import Arrivals
+
+    monkeypatch.setattr(batcher_module, "INLINE_RUN_S", 0.5)  # every run counts as fast
+    rows_per_call: list[int] = []
+
+    def model(feeds):
+        rows_per_call.append(len(feeds["x"]))
+        return {"y": feeds["x"] + 1}
+
+    async def main():
+        arrivals = Arrivals()
+        b = DynamicBatcher(model, model="m", max_batch_size=8, max_delay_ms=2000, max_queue=16, arrivals=arrivals)
+        b.start()
+        x = {"x": np.zeros((1, 2), np.float32)}
+        await b.submit(x, timeout_s=5)  # measured: fast from now on
+        arrivals.enter("m")  # another request for the model is on its way
+        first = asyncio.ensure_future(b.submit(x, timeout_s=5))
+        await asyncio.sleep(0.02)
+        assert not first.done()  # not run at once: its batch waits for the one on its way
+        arrivals.leave("m")
+        await b.submit(x, timeout_s=5)
+        await first
+        await b.drain_and_stop()
+
+    run(main)
+    assert rows_per_call == [1, 2]
