@@ -21,9 +21,9 @@ in under `INLINE_RUN_S` runs on the event loop instead (the loop would only wait
 and any shape not measured yet, run in the thread, so the loop goes on parsing while the model computes.
 A lone request on an idle server (nothing else queued, on its way to any model, or running in a model's
 thread) runs inline up to `IDLE_INLINE_RUN_S`: the loop has nothing else to do, and a request that comes in
-meanwhile waits at most that long, as it would for a batch's company. Such a request, and any inline one while
-no other request for its model is on its way, is run by its own submitter, without waking the worker task
-(direct dispatch: two fewer task switches).
+meanwhile waits at most that long, as it would for a batch's company. Requests still go through the queue and the worker
+task: a submitter that ran its request itself (tried: "direct dispatch") left no chance for concurrent
+requests to queue up, and a fast model stopped forming batches under load.
 
 Variable-length inputs (text: `input_ids`, `attention_mask` of shape (rows, T)): with `pad` set, rows of
 any length T share a batch, padded on axis 1 to the longest request in that batch (not to the model's
@@ -138,18 +138,6 @@ class DynamicBatcher:
         self._admit(1)
         now = time.monotonic()
         item = self._pending(inputs, now, timeout_s)
-        arrived()  # first: an idle server is one with nothing on its way but this request
-        if (self._task is not None and not self._running and not self._arrivals.on_the_way(self.model)
-                and self._inline(item.rows, item.signature, 1)):
-            # Direct dispatch (see "Inline runs"): the run below never suspends, so nothing interleaves. Not
-            # while other requests for this model are on their way: the worker's batch waits for them.
-            self._m_wait.observe(0.0)
-            self._running = True
-            try:
-                await self._run(asyncio.get_running_loop(), [item])
-            finally:
-                self._running = False
-            return item.future.result()
         self._push((item,))
         return await item.future
 
