@@ -94,7 +94,7 @@ def test_to_pixels_maps_the_range_onto_0_255_and_clips():
 
 
 GENERATORS = sorted(p.parent for p in ROOT.glob("models/*/*/model.json")
-                    if load_card(p).latent is not None and load_card(p).latent.prior is not None)
+                    if getattr(load_card(p).latent, "prior", None) is not None)
 
 
 @pytest.mark.parametrize("model_dir", GENERATORS or [None], ids=lambda p: p.parent.name if p else "none")

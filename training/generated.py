@@ -6,19 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from training.export.onnx_eval import run_graph, session
 from training.image_quality import pixels_to_input
 from zooserve.card import ModelCard, load_card
 from zooserve.latent import draw, to_pixels
-
-BATCH = 500
-
-
-def _session(path: Path, threads: int) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 class Generated:
@@ -29,8 +21,8 @@ class Generated:
         self.card: ModelCard = load_card(model_dir)
         latent = self.card.latent
         decoding = self.card.graph(latent.graph).artifact.file if latent.graph else self.card.artifact.file
-        self.decoder = _session(model_dir / decoding, threads)
-        self.main = self.decoder if latent.graph is None else _session(model_dir / self.card.artifact.file, threads)
+        self.decoder = session(model_dir / decoding, threads)
+        self.main = self.decoder if latent.graph is None else session(model_dir / self.card.artifact.file, threads)
 
     @property
     def name(self) -> str:
@@ -41,12 +33,10 @@ class Generated:
         """Whether codes can be drawn: a prior (VAE, GAN), not a plain autoencoder."""
         return self.card.latent.prior is not None
 
-    def _pixels(self, sess: ort.InferenceSession, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        """Inputs with N rows -> uint8 images (N, H, W), in chunks of BATCH rows."""
-        n = len(next(iter(inputs.values())))
+    def _pixels(self, sess, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Inputs with N rows -> uint8 images (N, H, W)."""
         out = self.card.postprocess.output
-        chunks = [sess.run([out], {k: v[i:i + BATCH] for k, v in inputs.items()})[0] for i in range(0, n, BATCH)]
-        return to_pixels(np.concatenate(chunks), self.card.postprocess)
+        return to_pixels(run_graph(sess, inputs, outputs=[out])[out], self.card.postprocess)
 
     def sample(self, n: int, seed: int, classes: int | None = None) -> np.ndarray:
         """n images (n, H, W) uint8 from `seed`; a conditional generator draws classes from the seed unless

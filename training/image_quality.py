@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from training.export.onnx_eval import session
 from zooserve.card import ImagePreprocess, ModelCard, load_card
 from zooserve.numeric import softmax
 
@@ -58,9 +59,7 @@ class FeatureModel:
     def open(cls, model_dir: Path, threads: int = 0) -> "FeatureModel":
         card = load_card(model_dir)
         blob, _ = _with_features(model_dir / card.artifact.file)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        return cls(card, ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"]))
+        return cls(card, session(blob, threads))
 
     @property
     def name(self) -> str:

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from training.export.onnx_eval import session
+from training.export.onnx_eval import run_graph  # noqa: F401  (re-exported: the runner is torch-free)
 from training.export.onnx_export import ParityError, ParityReport, opset_of
 
 
@@ -46,15 +46,6 @@ def export_graph(fn, sample: dict[str, torch.Tensor], output_names: list[str], p
     program.save(str(path), external_data=False)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     return opset_of(path)
-
-
-def run_graph(path_or_session, inputs: dict[str, np.ndarray], batch_size: int = 500) -> dict[str, np.ndarray]:
-    """Every output of a graph on `inputs` (same number of rows each), in batches, by output name."""
-    sess = path_or_session if isinstance(path_or_session, ort.InferenceSession) else session(Path(path_or_session))
-    names = [o.name for o in sess.get_outputs()]
-    n = len(next(iter(inputs.values())))
-    parts = [sess.run(None, {k: v[i:i + batch_size] for k, v in inputs.items()}) for i in range(0, n, batch_size)]
-    return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
 
 
 def check_graph_parity(fn, path: Path, inputs: dict[str, np.ndarray], *, opset: int,

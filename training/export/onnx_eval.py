@@ -17,12 +17,24 @@ import onnxruntime as ort
 from zooserve.numeric import log_softmax
 
 
-def session(path: Path, threads: int = 0) -> ort.InferenceSession:
-    """A CPU session with every graph optimisation; `threads` 0 is onnxruntime's default (one per core)."""
+def session(graph: Path | bytes, threads: int = 0) -> ort.InferenceSession:
+    """A CPU session with every graph optimisation, from a file or a serialised graph; `threads` 0 is
+    onnxruntime's default (one per core)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph if isinstance(graph, bytes) else str(graph), opts,
+                                providers=["CPUExecutionProvider"])
+
+
+def run_graph(path_or_session, inputs: dict[str, np.ndarray], batch_size: int = 500,
+              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    """A graph's outputs (all, or the named ones) on `inputs` (same number of rows each), in batches, by name."""
+    sess = path_or_session if isinstance(path_or_session, ort.InferenceSession) else session(Path(path_or_session))
+    names = outputs or [o.name for o in sess.get_outputs()]
+    n = len(next(iter(inputs.values())))
+    parts = [sess.run(names, {k: v[i:i + batch_size] for k, v in inputs.items()}) for i in range(0, n, batch_size)]
+    return {name: np.concatenate([p[j] for p in parts]) for j, name in enumerate(names)}
 
 
 def run_onnx(sess: ort.InferenceSession, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

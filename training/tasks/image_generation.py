@@ -162,14 +162,8 @@ def autoencoder_figures(main: dict[str, np.ndarray], x: np.ndarray, decode=None)
 
 
 def save_grid(pixels: np.ndarray, path: Path, cols: int = 10) -> None:
-    """uint8 images (N, H, W) -> one PNG, `cols` per row, 2-pixel grey gutters."""
-    from PIL import Image
+    """uint8 images (N, H, W) -> one PNG, `cols` per row (training.image_grids.tile: scaled 2x, white gutters)."""
+    from training.image_grids import tile
 
-    n, h, w = pixels.shape
-    rows = -(-n // cols)
-    grid = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2), 128, np.uint8)
-    for i, img in enumerate(pixels):
-        r, c = divmod(i, cols)
-        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = img
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+    tile([pixels[i:i + cols] for i in range(0, len(pixels), cols)]).save(path)

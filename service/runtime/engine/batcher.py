@@ -19,11 +19,11 @@ Inline runs: handing a batch to the model's thread and back costs two thread wak
 2-core VM), more than LeNet computes for one image. A batch whose shape (rows and trailing shapes) last ran
 in under `INLINE_RUN_S` runs on the event loop instead (the loop would only wait for it); heavier batches,
 and any shape not measured yet, run in the thread, so the loop goes on parsing while the model computes.
-A lone request on an idle server (nothing else queued, on its way to any model, or running in a model's
-thread) runs inline up to `IDLE_INLINE_RUN_S`: the loop has nothing else to do, and a request that comes in
-meanwhile waits at most that long, as it would for a batch's company. Requests still go through the queue and the worker
-task: a submitter that ran its request itself (tried: "direct dispatch") left no chance for concurrent
-requests to queue up, and a fast model stopped forming batches under load.
+A lone request on an idle server (nothing else queued, on its way to any model, or running in a batcher's
+model thread) runs inline up to `IDLE_INLINE_RUN_S`: the loop has nothing else to do, and a request that
+comes in meanwhile waits at most that long, as it would for a batch's company. Requests still go through the
+queue and the worker task: a submitter that ran its request itself (tried: "direct dispatch") left no chance
+for concurrent requests to queue up, and a fast model stopped forming batches under load.
 
 Variable-length inputs (text: `input_ids`, `attention_mask` of shape (rows, T)): with `pad` set, rows of
 any length T share a batch, padded on axis 1 to the longest request in that batch (not to the model's
@@ -56,7 +56,7 @@ Tensors = dict[str, np.ndarray]
 RunFn = Callable[[Tensors], Tensors]
 INLINE_RUN_S = 100e-6  # a batch measured faster than this runs on the event loop (see "Inline runs")
 IDLE_INLINE_RUN_S = 2e-3  # ... and a lone request on an idle server, up to this
-_thread_runs = 0  # batches running in model threads now, over every batcher of the process
+_thread_runs = 0  # batches running in batchers' model threads now, over every batcher of the process
 RUN_TIMES = 256  # batch shapes whose last run time is kept
 
 
