@@ -3,11 +3,13 @@ which onnxruntime options change a model's footprint.
 
     python benchmarks/memory_bench.py                    # models/: the default repository
     python benchmarks/memory_bench.py --repository models:models-extra --launches 3
-    python benchmarks/memory_bench.py --venv /tmp/serve-venv   # also the size of a serving install
+    python benchmarks/memory_bench.py --venv /tmp/serve-venv   # servers run from a serving install; its size
     python benchmarks/memory_bench.py --dry-run          # one launch, no per-model table: a smoke test
 
 server      `python -m service.cli` (one worker, default settings) on the repository: seconds from launch to
-            /v2/health/ready == 200 (median of --launches), then VmRSS 1 s later and the peak (VmHWM).
+            /v2/health/ready == 200 (median of --launches), then VmRSS 1 s later and the peak (VmHWM). The
+            python is --venv's when given (a serving install, as the image has: no test tools to import),
+            else this one; either way the code is this checkout's.
 per model   the same server with that model alone, its RSS at ready minus an empty server's (what each model
             costs), and its files on disk.
 options     each model's session opened in this process with the server's options and with one change each
@@ -62,14 +64,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(repository: str, timeout: float = 120.0, path: str = "/v2/health/ready") -> tuple[float, float, float]:
+def launch(repository: str, timeout: float = 120.0, path: str = "/v2/health/ready",
+           python: str = sys.executable) -> tuple[float, float, float]:
     """(seconds until GET `path` answers 200, RSS MB 1 s later, peak RSS MB) of one server on `repository`
     (an empty repository is never ready: wait for /v2/health/live then)."""
     port = free_port()
     env = dict(os.environ, ZOOSERVE_REPOSITORY=repository, ZOOSERVE_HOST="127.0.0.1", ZOOSERVE_PORT=str(port),
                ZOOSERVE_LOG_LEVEL="warning", PYTHONPATH=str(ROOT))
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "service.cli"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([python, "-m", "service.cli"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
         while True:
@@ -182,21 +185,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repository", default="models", help="folder(s) as ZOOSERVE_REPOSITORY takes them")
     p.add_argument("--launches", type=int, default=5, help="server launches for the medians")
-    p.add_argument("--venv", type=Path, help="a serving virtualenv to measure (pip install . into a fresh one)")
+    p.add_argument("--venv", type=Path, help="a serving virtualenv (pip install . into a fresh one): its size, and the "
+                                               "servers run from its python")
     p.add_argument("--no-per-model", action="store_true", help="skip the per-model and options tables")
     p.add_argument("--dry-run", action="store_true", help="one launch, no per-model or options tables")
     record.add_arguments(p)
     args = p.parse_args(argv)
     args.repository = os.pathsep.join(str((ROOT / r) if not Path(r).is_absolute() else Path(r))
                                       for r in repository_roots(args.repository))
-    launches = [launch(args.repository) for _ in range(1 if args.dry_run else args.launches)]
+    python = str(args.venv / "bin" / "python") if args.venv else sys.executable
+    launches = [launch(args.repository, python=python) for _ in range(1 if args.dry_run else args.launches)]
     per_model, options = [], []
     if not (args.dry_run or args.no_per_model):
         models = models_of(args.repository)
         with tempfile.TemporaryDirectory() as tmp:
-            _, empty, _ = launch(one_model_repository(Path(tmp), "", None), path="/v2/health/live")
+            _, empty, _ = launch(one_model_repository(Path(tmp), "", None), path="/v2/health/live", python=python)
             for name, folder in models.items():
-                ready, rss, _ = launch(one_model_repository(Path(tmp), name, folder))
+                ready, rss, _ = launch(one_model_repository(Path(tmp), name, folder), python=python)
                 per_model.append(f"| {name} | {tree_mb(folder):.1f} | {rss - empty:+.0f} | {ready:.2f} |")
             per_model.append(f"| (an empty server) | - | {empty:.0f} | - |")
         options = option_rows(models)

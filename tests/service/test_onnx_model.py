@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import onnxruntime as ort
@@ -120,3 +121,44 @@ def test_type_tables_agree():
         assert v2 in V2_TO_NUMPY, v2
     assert np.dtype(V2_TO_NUMPY["FP32"]) == np.float32 and np.dtype(V2_TO_NUMPY["BOOL"]) == np.bool_
     assert np.dtype(V2_TO_NUMPY["INT64"]) == np.int64 and np.dtype(V2_TO_NUMPY["FP16"]) == np.float16
+
+
+class ProbeRecorder:
+    """OnnxModel.row_cost_us against a fake clock: each run "costs" `us_per_token` per row and token (an
+    image counts as one token), and the (rows, length) of every run is recorded."""
+
+    def __init__(self, monkeypatch, max_length: int | None, us_per_token: float):
+        from service.runtime.engine import session as session_module
+
+        self.runs: list[tuple[int, int]] = []
+        self.clock, self.us_per_token = 0.0, us_per_token
+        monkeypatch.setattr(session_module.time, "process_time", lambda: self.clock)
+        shape = [-1, -1] if max_length else [-1, 1, 28, 28]
+        card = SimpleNamespace(preprocess=SimpleNamespace(max_length=max_length),
+                               inputs=[SimpleNamespace(name="x", shape=shape, datatype="INT64", optional=False)])
+        self.model = OnnxModel.__new__(OnnxModel)
+        self.model.card, self.model.run = card, self.run
+
+    def run(self, feeds):
+        rows, length = feeds["x"].shape[0], feeds["x"].shape[1] if feeds["x"].ndim == 2 else 1
+        self.runs.append((rows, length))
+        self.clock += rows * length * self.us_per_token / 1e6
+
+
+@pytest.mark.parametrize("max_length, us_per_token, settled, runs, cost", [
+    # text: 8 tokens first; at 40 us a token that is 320 us a row, settled at 300: no run at 64 tokens
+    (64, 40.0, 300.0, [(16, 8)], 320.0),
+    # 8 tokens cost 80 us a row, not settled; the first run at 64 tokens (640 us) is
+    (64, 10.0, 300.0, [(16, 8), (16, 64)], 640.0),
+    # a cheap model: one short run, then the best of three at the longest length
+    (64, 1.0, 300.0, [(16, 8), (16, 64), (16, 64), (16, 64)], 64.0),
+    # no early end asked for: the same
+    (64, 40.0, float("inf"), [(16, 8), (16, 64), (16, 64), (16, 64)], 2560.0),
+    # images: one length; settled at once, or three runs
+    (None, 400.0, 300.0, [(16, 1)], 400.0),
+    (None, 100.0, 300.0, [(16, 1)] * 3, 100.0),
+])
+def test_cost_probe_ends_once_the_figure_is_settled(monkeypatch, max_length, us_per_token, settled, runs, cost):
+    probe = ProbeRecorder(monkeypatch, max_length, us_per_token)
+    assert probe.model.row_cost_us(settled_us=settled) == pytest.approx(cost)
+    assert probe.runs == runs
