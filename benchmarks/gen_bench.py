@@ -11,8 +11,11 @@ zooserve  `python -m service.cli` in a subprocess on 127.0.0.1; C concurrent cli
 
 Per-token latency = a stream's time per output token (from its first chunk to its end, over its tokens
 after the first; median over streams), next to one raw step at the same batch size. Every figure
-is the median of --repeats runs; ratios come from the same run. The server and the clients share the
-machine's cores (and whatever else runs on it): read the ratios.
+is the median of --repeats rounds. A round measures every model at every stream count, raw stepping
+right before its zooserve run, and each ratio is the median of the rounds' own ratios: the speed of a
+shared virtual machine drifts by a quarter within seconds, and a ratio of two figures taken seconds
+apart would carry that drift. The server and the clients share the machine's cores (and whatever else
+runs on it): read the ratios.
 
 Both sides use the server's onnxruntime session options (`serving_session_options`, so its thread policy
 too) built from the same settings; --threads sets the intra- and inter-op threads of both.
@@ -131,6 +134,18 @@ async def stream_once(base: str, model: str, streams: int, tokens: int) -> tuple
     return wall, sum(n for _, _, n in done), tpot
 
 
+def summary(pairs: list[tuple[tuple[float, float], tuple[float, int, float]]]) -> dict:
+    """One model and stream count over the rounds: each round's ((raw rows/s, raw s per step), (wall s,
+    tokens, s per token)) -> medians, and the medians of each round's own ratios."""
+    raw_tps = [raw[0] for raw, _ in pairs]
+    tps = [n / wall for _, (wall, n, _) in pairs]
+    return dict(raw_tps=statistics.median(raw_tps), raw_step=statistics.median(raw[1] for raw, _ in pairs),
+                tps=statistics.median(tps), per_token=statistics.median(t for _, (_, _, t) in pairs),
+                raw_tps_runs=raw_tps, tps_runs=tps,
+                tps_ratio=statistics.median(a / b for a, b in zip(tps, raw_tps)),
+                latency_ratio=statistics.median(t / raw[1] for raw, (_, _, t) in pairs))
+
+
 def verdict(ok: bool) -> str:
     return "ok" if ok else "MISS"
 
@@ -138,7 +153,8 @@ def verdict(ok: bool) -> str:
 def int8_line(results: dict, float_model: str, int8_model: str, top: int) -> str:
     """The INT8 target at `top` streams: it applies only where the raw INT8 step is INT8_RAW_GATE x faster."""
     f, q = results[(float_model, top)], results[(int8_model, top)]
-    raw, served = q["raw_tps"] / f["raw_tps"], q["tps"] / f["tps"]
+    raw = statistics.median(a / b for a, b in zip(q["raw_tps_runs"], f["raw_tps_runs"]))
+    served = statistics.median(a / b for a, b in zip(q["tps_runs"], f["tps_runs"]))
     target = TARGETS["int8_vs_float32"]
     applies = raw >= INT8_RAW_GATE
     return (f"\n{int8_model} vs {float_model} at {top} streams: {served:.2f}x the tokens/s through zooserve, raw "
@@ -149,7 +165,8 @@ def int8_line(results: dict, float_model: str, int8_model: str, top: int) -> str
 def report(args: argparse.Namespace, models: list[str], levels: list[int], rows: list[str], results: dict,
            loads: tuple[float, float], threads: str) -> str:
     """The Markdown report: the run's settings and machine, the table, and the targets' ratios."""
-    lines = [f"gen_bench: {args.tokens} tokens per stream, median of {args.repeats}, onnxruntime intra-op threads "
+    lines = [f"gen_bench: {args.tokens} tokens per stream, medians of {args.repeats} rounds (each ratio: the median of "
+             f"the rounds' own), onnxruntime intra-op threads "
              f"{threads} (per model, as the server chose them: zooserve_model_intra_op_threads), {os.cpu_count()} CPUs: {cpu.describe()}, load average "
              f"{loads[0]:.2f} at start and {loads[1]:.2f} at the end\n",
              "| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
@@ -158,8 +175,7 @@ def report(args: argparse.Namespace, models: list[str], levels: list[int], rows:
     top = max(levels)
     for m in models:
         if (m, 1) in results and (m, top) in results:
-            r1, rt = results[(m, 1)], results[(m, top)]
-            streams, latency = rt["tps"] / rt["raw_tps"], r1["per_token"] / r1["raw_step"]
+            streams, latency = results[(m, top)]["tps_ratio"], results[(m, 1)]["latency_ratio"]
             lines.append(f"\n{m}: {top} streams reach {streams:.2f}x raw B={top} stepping (target >= "
                          f"{TARGETS['streams32_vs_raw32']}: {verdict(streams >= TARGETS['streams32_vs_raw32'])}); "
                          f"a single stream's per-token latency is {latency:.2f}x a raw B=1 step (target <= "
@@ -169,7 +185,8 @@ def report(args: argparse.Namespace, models: list[str], levels: list[int], rows:
             lines.append(int8_line(results, m, f"{m}-int8", top))
     if len(models) > 1 and all((mm, c) in results for mm in models[:2] for c in levels):
         a, b = models[:2]
-        speedups = ", ".join(f"{c} streams {results[(b, c)]['tps'] / results[(a, c)]['tps']:.2f}x" for c in levels)
+        speedups = ", ".join(f"{c} streams {statistics.median(x / y for x, y in zip(results[(b, c)]['tps_runs'], results[(a, c)]['tps_runs'])):.2f}x"
+                             for c in levels)
         lines.append(f"\n{b} vs {a} through zooserve (tokens/s): {speedups}")
     return "\n".join(lines)
 
@@ -211,21 +228,21 @@ def main(argv: list[str] | None = None) -> int:
         env = server_env(args.threads, max(levels))
         threads = {}
         with running_server(repo, workdir=Path(tmp) / "run", env=env) as server:
+            opts = {}
             for m in models:
-                folder = args.models / m / "1"
-                opts = server_options(env, server.base_url, m)
-                threads[m] = opts.intra_op_num_threads
+                opts[m] = server_options(env, server.base_url, m)
+                threads[m] = opts[m].intra_op_num_threads
+            runs: dict[tuple[str, int], list[tuple]] = {(m, c): [] for m in models for c in levels}
+            for _ in range(args.repeats):  # rounds: see the module docstring
                 for c in levels:
-                    raw = [raw_rows_per_s(folder, c, raw_steps, opts) for _ in range(args.repeats)]
-                    raw_tps = statistics.median(r[0] for r in raw)
-                    raw_step = statistics.median(r[1] for r in raw)
-                    runs = [asyncio.run(stream_once(server.base_url, m, c, args.tokens)) for _ in range(args.repeats)]
-                    tps = statistics.median(n / s for s, n, _ in runs)
-                    per_token = statistics.median(t for _, _, t in runs)
-                    results[(m, c)] = dict(raw_tps=raw_tps, raw_step=raw_step, tps=tps, per_token=per_token)
-                    rows.append(f"| {m} | {c} | {raw_tps:,.0f} | {tps:,.0f} | {tps / raw_tps:.2f} | "
-                                f"{raw_step * 1e6:,.0f} | {per_token * 1e6:,.0f} | {per_token / raw_step:.2f} |")
-                    print(rows[-1], file=sys.stderr, flush=True)
+                    for m in models:
+                        raw = raw_rows_per_s(args.models / m / "1", c, raw_steps, opts[m])
+                        runs[(m, c)].append((raw, asyncio.run(stream_once(server.base_url, m, c, args.tokens))))
+            for (m, c), pairs in runs.items():
+                r = results[(m, c)] = summary(pairs)
+                rows.append(f"| {m} | {c} | {r['raw_tps']:,.0f} | {r['tps']:,.0f} | {r['tps_ratio']:.2f} | "
+                            f"{r['raw_step'] * 1e6:,.0f} | {r['per_token'] * 1e6:,.0f} | {r['latency_ratio']:.2f} |")
+                print(rows[-1], file=sys.stderr, flush=True)
 
     text = report(args, models, levels, rows, results, (load0, os.getloadavg()[0]),
                   ", ".join(f"{m} {n}" for m, n in threads.items()))
