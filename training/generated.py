@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from training.export.onnx_eval import run_graph, session
-from training.image_quality import pixels_to_input
 from zooserve.card import ModelCard, load_card
+from zooserve.images import to_input
 from zooserve.latent import draw, to_pixels
 
 
@@ -46,5 +46,5 @@ class Generated:
 
     def reconstruct(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 images (N, H, W) -> the autoencoder's reconstructions, uint8 (N, H, W)."""
-        x = pixels_to_input(pixels, self.card.preprocess)  # (N, 1, H, W)
+        x = to_input(pixels[:, None], self.card.preprocess)  # (N, 1, H, W)
         return self._pixels(self.main, {self.card.inputs[0].name: x})

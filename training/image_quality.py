@@ -22,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from training.export.onnx_eval import session
-from zooserve.card import ImagePreprocess, ModelCard, load_card
+from training.export.onnx_eval import run_graph, session
+from zooserve.card import ModelCard, load_card
+from zooserve.images import to_input
 from zooserve.numeric import softmax
-
-BATCH = 500
 
 
 def _with_features(path: Path) -> tuple[bytes, str]:
@@ -40,12 +39,6 @@ def _with_features(path: Path) -> tuple[bytes, str]:
     features = last.input[0]
     proto.graph.output.append(onnx.helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
     return proto.SerializeToString(), features
-
-
-def pixels_to_input(pixels: np.ndarray, pre: ImagePreprocess) -> np.ndarray:
-    """uint8 greyscale images (N, H, W) -> a graph's input (N, 1, H, W) float32, as its card's preprocess says."""
-    x = pixels.astype(np.float32)[:, None] * pre.scale
-    return (x - np.float32(pre.mean[0])) / np.float32(pre.std[0])
 
 
 @dataclass
@@ -67,13 +60,9 @@ class FeatureModel:
 
     def run(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 images (N, H, W) -> features (N, F) float64 and probabilities (N, classes)."""
-        name = self.session.get_inputs()[0].name
-        feats, probs = [], []
-        for i in range(0, len(pixels), BATCH):
-            logits, f = self.session.run(None, {name: pixels_to_input(pixels[i:i + BATCH], self.card.preprocess)})
-            feats.append(f.reshape(len(f), -1).astype(np.float64))
-            probs.append(softmax(logits))
-        return np.concatenate(feats), np.concatenate(probs)
+        x = to_input(pixels[:, None], self.card.preprocess)  # (N, 1, H, W)
+        logits, feats = run_graph(self.session, {self.session.get_inputs()[0].name: x}).values()
+        return feats.reshape(len(feats), -1).astype(np.float64), softmax(logits)
 
 
 def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

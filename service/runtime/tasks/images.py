@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 from service.runtime.errors import BadInput, value_types
 from service.runtime.tasks.base import ClassifyRequest, ServedModel
 from zooserve.card import ImagePreprocess
+from zooserve.images import to_input
 
 FORMATS = ("png", "array")  # how image answers come: base64 PNG, or uint8 pixel lists
 
@@ -50,15 +51,8 @@ def decode_base64(text: str, where: str) -> bytes:
 def image_to_array(img: Image.Image, pre: ImagePreprocess) -> np.ndarray:
     """Any PIL image -> (C, H, W) float32, resized and normalised as the model was trained."""
     img = img.convert("L" if pre.channels == 1 else "RGB").resize((pre.width, pre.height), Image.BILINEAR)
-    x = np.asarray(img, dtype=np.float32) * pre.scale
-    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)  # (C, H, W)
-    return normalise(x, pre)
-
-
-def normalise(x: np.ndarray, pre: ImagePreprocess) -> np.ndarray:
-    mean = np.asarray(pre.mean, np.float32)[:, None, None]
-    std = np.asarray(pre.std, np.float32)[:, None, None]
-    return ((x - mean) / std).astype(np.float32)
+    x = np.asarray(img, dtype=np.float32)
+    return to_input(x[None] if x.ndim == 2 else x.transpose(2, 0, 1), pre)  # (C, H, W)
 
 
 def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
@@ -77,7 +71,7 @@ def array_to_input(raw, pre: ImagePreprocess, where: str) -> np.ndarray:
     if x.shape != (pre.channels, pre.height, pre.width):
         raise BadInput(f"{where}: shape must be [{pre.height}, {pre.width}] or "
                        f"[{pre.channels}, {pre.height}, {pre.width}], got {list(x.shape)}")
-    return normalise(x * pre.scale, pre)
+    return to_input(x, pre)
 
 
 class ImageInputs(ServedModel):
