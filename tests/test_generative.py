@@ -21,7 +21,7 @@ from training.generated import Generated
 from training.image_quality import FeatureModel, gaussian, measure
 from training.tasks import image_generation as task
 from training.zoo.generative import DCGANConfig
-from zooserve.card import load_card
+from zooserve.card import card_document, load_card, save_card
 from zooserve.latent import draw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,3 +205,10 @@ def test_shipped_card_figures_reproduce_from_onnx(model_dir):
     test = card.split("test").model_dump(exclude_none=True)
     for key, value in figs.items():
         assert value == pytest.approx(test[key], rel=1e-5), key
+
+
+def test_a_saved_card_keeps_a_null_prior_and_reads_back_equal(tmp_path):
+    card = load_card(ROOT / "models" / "fashion-autoencoder" / "1")  # latent.prior is null
+    assert card_document(card)["latent"]["prior"] is None
+    save_card(tmp_path, card)
+    assert load_card(tmp_path) == card

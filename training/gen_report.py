@@ -27,7 +27,8 @@ from training.export import isa_check
 from training.generated import Generated
 from training.image_quality import FeatureModel, Quality, gaussian, measure
 from training.report import splice
-from zooserve.card import CARD_FILE, SHIPPED_REPOSITORIES, ModelCard, find_cards, load_card, model_folder
+from zooserve.card import (CARD_FILE, SHIPPED_REPOSITORIES, ModelCard, find_cards, load_card, model_folder,
+                          save_card)
 
 BEGIN, END = "<!-- image-quality:begin -->", "<!-- image-quality:end -->"
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,8 +75,7 @@ def record(card_dir: Path, q: Quality, feature_model: str) -> ModelCard:
                "class_shares": q.class_shares, "mean_top1_probability": q.mean_top1_probability}
     data["metrics"] = [m for m in data["metrics"] if m["split"] != GENERATED] + [figures]
     card = ModelCard.model_validate(data)
-    (card_dir / CARD_FILE).write_text(json.dumps(card.model_dump(mode="json", by_alias=True, exclude_none=True),
-                                                 indent=2) + "\n")
+    save_card(card_dir, card)
     return card
 
 

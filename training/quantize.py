@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from zooserve.card import ModelCard, load_card
+from zooserve.card import ModelCard, card_document, load_card
 from training.data import corpus as corpus_lib
 from training.export import isa_check
 
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def card_fields(card: ModelCard) -> dict:
     """The float card as the training scripts' `fields`: everything but what `write_card` adds."""
-    return card.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"artifact", "created"})
+    return card_document(card, exclude={"artifact", "created"})
 
 
 def quantize_image_classifier(card: ModelCard, model_dir: Path, out: Path, args) -> None:

@@ -319,6 +319,20 @@ def load_card(path: Path) -> ModelCard:
     return ModelCard.model_validate_json(path.read_bytes())
 
 
+def card_document(card: ModelCard, **exclude) -> dict:
+    """The card as `model.json` holds it: unset (None) fields left out, except `latent.prior`, which the
+    contract requires even when null (a plain autoencoder has no prior). `exclude`: model_dump's argument."""
+    data = card.model_dump(mode="json", by_alias=True, exclude_none=True, **exclude)
+    if card.latent is not None and "latent" in data:
+        data["latent"]["prior"] = card.latent.prior
+    return data
+
+
+def save_card(model_dir: Path, card: ModelCard) -> None:
+    """Write `card` to `<model_dir>/model.json`, as load_card reads it (every writer of a card comes here)."""
+    (Path(model_dir) / CARD_FILE).write_text(json.dumps(card_document(card), indent=2) + "\n")
+
+
 # The shipped models: models/ is the default repository (what `zooserve serve` and the images serve);
 # models-extra/ holds those left out of it to keep one server within its memory budget (docs/performance.md).
 SHIPPED_REPOSITORIES = os.pathsep.join(["models", "models-extra"])

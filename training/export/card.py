@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 import onnx
 import torch
 
-from zooserve.card import CARD_FILE, ModelCard
+from zooserve.card import ModelCard, save_card
 from training.export import isa_check
 from training.export.onnx_export import file_digest, opset_of
 from training.export.quantize import FORMAT, saturation_report
@@ -31,10 +30,7 @@ def write_card(model_dir: Path, fields: dict) -> ModelCard:
         "artifact": file_digest(onnx_path),
         "created": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
     })
-    data = card.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if card.latent is not None:
-        data["latent"]["prior"] = card.latent.prior  # required even when null (a plain autoencoder has no prior)
-    (model_dir / CARD_FILE).write_text(json.dumps(data, indent=2) + "\n")
+    save_card(model_dir, card)
     return card
 
 
