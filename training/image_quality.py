@@ -94,6 +94,12 @@ def coverage(probs: np.ndarray, labels: list[str]) -> tuple[dict[str, float], fl
     return shares, float(probs.max(axis=1).mean())
 
 
+# The issue's coverage targets for generated images: every class's share within SHARE_RANGE, and a mean
+# top-1 probability of at least TOP1_MIN.
+SHARE_RANGE = (0.05, 0.20)
+TOP1_MIN = 0.80
+
+
 @dataclass(frozen=True)
 class Quality:
     images: int
@@ -101,7 +107,8 @@ class Quality:
     class_shares: dict[str, float]
     mean_top1_probability: float
 
-    def meets_targets(self, low: float = 0.05, high: float = 0.20, top1: float = 0.80) -> bool:
+    def meets_targets(self, low: float = SHARE_RANGE[0], high: float = SHARE_RANGE[1],
+                      top1: float = TOP1_MIN) -> bool:
         """The issue's coverage targets: every class between `low` and `high`, mean top-1 >= `top1`."""
         return (all(low <= s <= high for s in self.class_shares.values())
                 and self.mean_top1_probability >= top1)

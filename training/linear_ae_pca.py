@@ -27,7 +27,6 @@ from training.tasks import image_generation as task
 from training.zoo.generative import LinearAutoencoder
 
 
-
 def pca(train: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(mean (784,), top-k principal directions (784, k), orthonormal) of train (N, 784)."""
     mean = train.mean(0)

@@ -34,7 +34,7 @@ from training.engine import checkpoint
 from training.engine.history import plot_curves, save_json
 from training.engine.optim import make_optimizer
 from training.engine.trainer import TrainConfig
-from training.image_quality import FeatureModel
+from training.image_quality import SHARE_RANGE, FeatureModel
 from training.recipes import GEN_RECIPES
 from training.tasks import image_generation as task
 from training.zoo.generative import DCGANConfig, init_dcgan
@@ -112,7 +112,7 @@ def judge(G, latent, n, classifier: FeatureModel, *, train_mode: bool = False) -
 
 def within_bounds(cov: dict) -> bool:
     shares = cov["class_shares"].values()
-    return min(shares) >= 0.05 and max(shares) <= 0.20
+    return min(shares) >= SHARE_RANGE[0] and max(shares) <= SHARE_RANGE[1]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ A generator is one graph, `model.onnx` (z [, label] -> image).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ import torch
 
 from training.export.card import training_section, write_card
 from training.export.graph_export import check_graph_parity, export_graph, run_graph
+from training.export.onnx_eval import session
 from training.export.onnx_export import ParityError, file_digest
 from training.gen_report import record
 from training.generated import Generated
@@ -27,13 +29,8 @@ from zooserve.card import ImagePostprocess, Latent
 from zooserve.latent import draw, to_pixels
 
 
-
 def tensor(name: str, datatype: str, *dims: int) -> dict:
     return {"name": name, "datatype": datatype, "shape": [-1, *dims]}
-
-
-def _asdict(report) -> dict:
-    return {k: v for k, v in vars(report).items() if v is not None}
 
 
 def _training(config: dict, model: torch.nn.Module, epochs_run: int, best_epoch: int, wall_time_s: float) -> dict:
@@ -60,18 +57,20 @@ def publish_autoencoder(model, *, kind: str, name: str, version: int, out: Path,
     outputs = ["code", "log_var", "image"] if kind == "vae" else ["code", "image"]
     opset = export_graph(model, {"input": data.test_x[:2]}, outputs, model_dir / "model.onnx")
     parity = check_graph_parity(model, model_dir / "model.onnx", {"input": data.test_x[:1000].numpy()}, opset=opset)
-    codes = run_graph(model_dir / "model.onnx", {"input": data.test_x[:1000].numpy()})
+    main_graph = session(model_dir / "model.onnx")  # opened once for every figure below
+    codes = run_graph(main_graph, {"input": data.test_x[:1000].numpy()})
     d_opset = export_graph(model.decoder, {"code": torch.from_numpy(codes["code"][:2])}, ["image"],
                            model_dir / "decoder.onnx")
     d_parity = check_graph_parity(model.decoder, model_dir / "decoder.onnx", {"code": codes["code"]}, opset=d_opset)
     consistency = decoder_consistency(model_dir, data.test_x[:1000].numpy())
+    decoder_graph = session(model_dir / "decoder.onnx")
 
     def decode(z):
-        return run_graph(model_dir / "decoder.onnx", {"code": z})["image"]
+        return run_graph(decoder_graph, {"code": z})["image"]
 
     metrics = []
     for split, x in (("validation", data.val.x.numpy()), ("test", data.test_x.numpy())):
-        main = run_graph(model_dir / "model.onnx", {"input": x})
+        main = run_graph(main_graph, {"input": x})
         metrics.append({"split": split, **task.autoencoder_figures(main, x, decode)})
     post = ImagePostprocess(output="image", height=28, width=28, channels=1, range=[0.0, 1.0])
     latent = Latent(input="code", dim=dim, prior="normal" if kind == "vae" else None, graph="decoder")
@@ -80,9 +79,9 @@ def publish_autoencoder(model, *, kind: str, name: str, version: int, out: Path,
     fields |= {
         "inputs": [tensor("input", "FP32", 1, 28, 28)],
         "outputs": [tensor(o, "FP32", *((1, 28, 28) if o == "image" else (dim,))) for o in outputs],
-        "preprocess": task.image_preprocess(), "metrics": metrics, "parity": _asdict(parity),
+        "preprocess": task.image_preprocess(), "metrics": metrics, "parity": dataclasses.asdict(parity),
         "graphs": [{"role": "decoder", "inputs": [tensor("code", "FP32", dim)],
-                    "outputs": [tensor("image", "FP32", 1, 28, 28)], "parity": _asdict(d_parity),
+                    "outputs": [tensor("image", "FP32", 1, 28, 28)], "parity": dataclasses.asdict(d_parity),
                     "artifact": file_digest(model_dir / "decoder.onnx")}],
         "training": _training({k: v for k, v in config.items() if k != "model_cfg"}, model, result.epochs_run,
                               result.best_epoch, result.wall_time_s),
@@ -91,7 +90,7 @@ def publish_autoencoder(model, *, kind: str, name: str, version: int, out: Path,
     if kind == "vae":
         record_generated(model_dir, classifier, samples, data)
     x = data.test_x[:50].numpy()
-    recon = run_graph(model_dir / "model.onnx", {"input": x})["image"]
+    recon = run_graph(main_graph, {"input": x})["image"]
     pairs = np.stack([to_pixels(x, post), to_pixels(recon, post)], 1).reshape(-1, 28, 28)  # image, its recon, ...
     task.save_grid(pairs, run_dir / "reconstructions.png")
     if kind == "vae":
@@ -142,7 +141,7 @@ def publish_generator(G, *, name: str, version: int, out: Path, run_dir: Path, r
     fields |= {
         "inputs": [tensor(latent.input, "FP32", latent.dim), tensor(latent.condition, "INT64")],
         "outputs": [tensor("image", "FP32", 1, 28, 28)], "preprocess": None, "labels": labels,
-        "metrics": [], "parity": _asdict(parity),
+        "metrics": [], "parity": dataclasses.asdict(parity),
         "training": _training({k: v for k, v in config.items() if k != "model_cfg"}, G, len(history), best_epoch,
                               wall_time_s),
     }

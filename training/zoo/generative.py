@@ -107,11 +107,9 @@ class AutoencoderConfig:
 
 
 @dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(AutoencoderConfig):
     family: ClassVar[str] = "vae/conv"
     dim: int = 16
-    channels: int = 32
-    hidden: int = 256
 
     def build(self) -> nn.Module:
         return VAE(self.dim, self.channels, self.hidden)
