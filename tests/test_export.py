@@ -239,7 +239,7 @@ def nested_extra(fields):
     (bad_preprocess, "one value per channel"),
     (lambda f: f.update(inputs=[]), "at least 1 item"),
     (lambda f: f["batching"].update(max_batch_size=0), "greater than or equal to 1"),
-    (lambda f: f["parity"].update(reference="tensorflow"), "Input should be 'torch', 'numpy' or 'onnx-fp32'"),
+    (lambda f: f["parity"].update(reference="tensorflow"), "Input should be 'torch', 'numpy', 'onnx-fp32' or 'onnx-step'"),
     (lambda f: f.pop("parity"), "Field required"),
     (lambda f: f["outputs"][0].update(optional=True), "only inputs can be optional"),
     (lambda f: f["inputs"][0].update(optional=True), "at least one input is required"),

@@ -27,7 +27,7 @@ from training.engine import distributed
 from training.engine.history import plot_curves, save_json
 from training.engine.optim import OptimConfig
 from training.engine.trainer import TrainConfig, fit
-from training.export import rnn_export
+from training.export import lm_steps, rnn_export
 from training.export import isa_check, onnx_eval
 from training.export.card import next_version, training_section, write_card, write_quantized_card
 from training.export.onnx_export import file_digest, session
@@ -156,6 +156,7 @@ def publish(args, name, recipe, model, config, result, data, streams, out: Path,
         "extra_files": [file_digest(vocab_file)],
     }
     write_card(model_dir, fields)
+    lm_steps.add_steps(model_dir)  # steps.onnx: several tokens per call for the server's generation
     print(f"wrote {model_dir} (parity max |diff| {parity.max_abs_diff:.2e})", flush=True)
     if args.int8:
         publish_int8(name, fields, model_dir, streams, out, version, test["cross_entropy"], args.emulate)
@@ -179,6 +180,7 @@ def publish_int8(name, fields, model_dir: Path, streams, out: Path, version: int
     write_quantized_card(fields, model_dir, qdir, style="dynamic", method=DYNAMIC_METHOD, calibration_examples=0,
                          metrics=metrics, quantized=lq, reference=lf, inputs=probe.size,
                          change={"cross_entropy_change": change}, isa_checks=checks)
+    lm_steps.add_steps(qdir)
     print(f"wrote {qdir}: test {metrics[-1]['cross_entropy']:.4f} nats/char ({change:+.4f})", flush=True)
 
 if __name__ == "__main__":

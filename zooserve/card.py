@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_val
 
 CARD_FILE = "model.json"
 SCHEMA_VERSION = 1
-Datatype = Literal["FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES"]  # Open Inference Protocol names
+Datatype = Literal["FP64", "FP32", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL", "BYTES"]  # Open Inference Protocol names
 Task = Literal["image-classification", "text-classification", "language-model", "image-generation", "autoencoder"]
 
 
@@ -169,9 +169,10 @@ class Dataset(_Strict):
 
 
 class Parity(_Strict):
-    reference: Literal["torch", "numpy", "onnx-fp32"] = Field(
-        description="what the graph was compared with: the PyTorch module, the numpy reference (n-grams), or (for "
-                    "quantized graphs) the float ONNX graph")
+    reference: Literal["torch", "numpy", "onnx-fp32", "onnx-step"] = Field(
+        description="what the graph was compared with: the PyTorch module, the numpy reference (n-grams), (for "
+                    "quantized graphs) the float ONNX graph, or (a language model's steps graph) the model's own "
+                    "graph stepped a token at a time and sampled in numpy")
     max_abs_diff: float = Field(description="largest |onnxruntime - reference| over the parity inputs")
     argmax_agreement: float | None = Field(None, description="classifiers and LMs: share of rows whose argmax agrees; "
                                                              "None for graphs that output images or codes")
