@@ -37,5 +37,8 @@ def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], Non
         except ServiceError as exc:
             yield encode(error_body(exc.status, str(exc), path))
 
+    async def close() -> None:  # a coroutine: Starlette would run a plain function in its thread pool
+        on_close()
+
     return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS,
-                             background=BackgroundTask(on_close))
+                             background=BackgroundTask(close))

@@ -1,5 +1,5 @@
 """A client that disconnects mid-stream, or before a non-stream answer is ready, frees its generation slot
-within one step, over a real socket: uvicorn (in a thread of this process, on 127.0.0.1) so that the test
+within one graph call (a step, or a call of the steps graph), over a real socket: uvicorn (in a thread of this process, on 127.0.0.1) so that the test
 can watch the scheduler's steps."""
 
 from __future__ import annotations
@@ -47,21 +47,28 @@ def serving(tmp_path):
 
 
 def slowed(sched):
-    """5 ms a step, so that a sequence is still running when its client leaves. -> (the batch size of each
-    step begun, the number of steps begun at each cancel, the cancelled sequences)."""
-    sizes, at_cancel, gone, real_step, real_cancel = [], [], [], sched.stepper.step, sched.cancel
+    """5 ms a graph call (one step, or several tokens of the steps graph), so that a sequence is still running
+    when its client leaves. -> (the batch size of each call begun, the number of calls begun at each cancel,
+    the cancelled sequences)."""
+    sizes, at_cancel, gone, real_step, real_steps, real_cancel = [], [], [], sched.stepper.step, \
+        sched.stepper.steps, sched.cancel
 
     def slow_step(states, pending):
         sizes.append(len(states))
         time.sleep(0.005)
         return real_step(states, pending)
 
+    def slow_steps(states, pending, *sampling):
+        sizes.append(len(states))
+        time.sleep(0.005)
+        return real_steps(states, pending, *sampling)
+
     def cancel(seq):
         at_cancel.append(len(sizes))  # steps begun so far (one may be under way)
         gone.append(seq)
         real_cancel(seq)
 
-    sched.stepper.step, sched.cancel = slow_step, cancel
+    sched.stepper.step, sched.stepper.steps, sched.cancel = slow_step, slow_steps, cancel
     return sizes, at_cancel, gone
 
 

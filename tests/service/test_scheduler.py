@@ -33,6 +33,7 @@ class CountingStep:
     up, makes each step wait for permission, so a test controls exactly when steps happen."""
 
     eos = None
+    steps_run = None  # one token per call, as a stepper without a steps graph
 
     def __init__(self):
         self.sizes: list[int] = []

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # onnxruntime type strings -> Open Inference Protocol datatypes and numpy dtypes.
 ORT_TO_V2 = {
-    "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
+    "tensor(double)": "FP64", "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
     "tensor(int8)": "INT8", "tensor(uint8)": "UINT8", "tensor(bool)": "BOOL",
 }
 V2_TO_NUMPY = {

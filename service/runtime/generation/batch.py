@@ -33,24 +33,41 @@ class Batch:
         self.with_history = [i for i, s in enumerate(seqs) if s.history is not None]
         self.left = np.array([s.max_tokens - s.generated for s in seqs])  # (B,) tokens each may still make, >= 1
         self.first_end = int(self.left.min())  # no row reaches max_tokens before this batch's step number
-        self.steps = 0  # steps this batch has made: each row's count is its sequence's `generated` plus this
+        self.steps = 0  # tokens this batch has made per row: each row's count is its sequence's `generated` plus this
         self.fresh = [i for i, s in enumerate(seqs) if s.generated == 0]  # rows whose first token is next
         self.worker_text = [i for i, s in enumerate(seqs) if s.text_on_worker]  # rows with stop sequences
 
-    def step(self, stepper: RecurrentStep | NgramStep) -> sampling.Sampled:
-        """One token for every row (blocking: the graph runs)."""
+    def chunk_limit(self, stepper: RecurrentStep | NgramStep) -> int:
+        """The most tokens one call may make for every row: 1 unless the stepper has a steps graph and every
+        row samples by the plain rule; then up to the first row's max_tokens, so no row ends inside a call
+        (recurrent models have no end token, and rows with stop sequences, whose text may end them at any
+        token, keep to one)."""
+        if stepper.steps_run is None or self.plan.temperature is None or self.worker_text:
+            return 1
+        return min(sampling.BLOCK, self.first_end - self.steps)
+
+    def advance(self, stepper: RecurrentStep | NgramStep, k: int = 1) -> list[sampling.Sampled]:
+        """k tokens for every row (blocking: the graph runs), k <= chunk_limit: one Sampled per token, in
+        order. k > 1 is one call of the steps graph, which samples inside; the rows' tokens and numbers are
+        those of k single steps. `steps` counts the tokens as the caller takes them (see `ends`)."""
+        if k > 1:
+            u = np.ascontiguousarray(self.draws.take(k))  # (B, k)
+            tokens, logits, self.states = stepper.steps(self.states, self.pending, u, self.plan.temperature)
+            self.pending = tokens[:, -1]
+            return [sampling.sampled(logits[:, j], tokens[:, j], self.plan) for j in range(k)]
         logits, states = stepper.step(self.states, self.pending)  # logits (B, V)
         for i in self.with_history:
             self.histories[i] = np.array(self.seqs[i].history, np.int64)
         sampled = sampling.step(logits, self.plan, self.histories, self.draws)
         self.states, self.pending = states, sampled.tokens
-        self.steps += 1
         for i in self.with_history:
             self.seqs[i].history.append(sampled.tokens.item(i))
-        return sampled
+        return [sampled]
 
     def ends(self, tokens: np.ndarray, eos: int | None) -> dict[int, str]:
-        """The rows that end with this step's tokens (B,): "length" at max_tokens, "stop" at the end token."""
+        """The rows that end with the next token of each, tokens (B,) (counted here): "length" at max_tokens,
+        "stop" at the end token."""
+        self.steps += 1
         ends = {}
         if self.steps >= self.first_end:
             ends = dict.fromkeys(np.flatnonzero(self.left <= self.steps).tolist(), "length")

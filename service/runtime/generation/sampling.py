@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from service.runtime.errors import BadInput, shown
-from zooserve.numeric import log_softmax
+from zooserve.numeric import cumexp, inverse_cdf, log_softmax
 
 MAX_LOGPROBS = 20
 SEED_LIMIT = 2**63  # seeds are in [0, 2**63): every seeded endpoint (generation, /sample) takes and draws these
@@ -100,7 +100,7 @@ def _choose(logits: np.ndarray, params: SamplingParams, history: np.ndarray, u: 
     """One row (V,) with its uniform number u in [0, 1) (unused when greedy)."""
     if _is_plain(params):  # the batched path on a batch of one, so a row gets the same token alone
         z = logits.astype(np.float64)[None]
-        return int(_plain_tokens(z, _cumexp(z)[1], np.array([[u]]), Plan([params]))[0])
+        return int(_plain_tokens(z, cumexp(z)[1], np.array([[u]]), Plan([params]))[0])
     if params.temperature == 0:
         return int(np.argmax(penalise(logits, history, params.repetition_penalty)))
     probs = np.exp(filtered_logprobs(logits, params, history))
@@ -119,7 +119,7 @@ class Plan:
     the common case) are sampled together: greedy ones in one argmax, temperature-1 ones from the step's
     own softmax, other temperatures in one scaled softmax; the rest (`special`) one by one (`_choose`)."""
 
-    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs", "only")
+    __slots__ = ("params", "greedy", "unit", "scaled", "temps", "special", "logprobs", "only", "temperature")
 
     def __init__(self, params: list[SamplingParams]):
         self.params = params
@@ -130,6 +130,8 @@ class Plan:
         self.temps = np.array([params[i].temperature for i in self.scaled], np.float64)[:, None]  # (S, 1)
         self.special = [i for i, p in enumerate(params) if not _is_plain(p)]
         self.logprobs = [i for i, p in enumerate(params) if p.logprobs is not None]  # rows that report them
+        # Every row plain: a steps graph can sample the batch by the same rule, several tokens per call.
+        self.temperature = None if self.special else np.array([p.temperature for p in params], np.float64)  # (B,)
         # "unit" or "greedy" when every row samples that way (one call for the whole batch), else None.
         self.only = next((name for name in ("unit", "greedy") if len(getattr(self, name)) == len(params)), None)
 
@@ -141,30 +143,17 @@ def _plain_tokens(z: np.ndarray, cdf1: np.ndarray | None, u: np.ndarray, plan: P
     the others. Few numpy calls: right after an onnxruntime step the caches are cold, and each call costs
     several microseconds (measured: 13 calls took ~35 us at B=1 where they take ~10 us warm)."""
     if plan.only == "unit":  # the common case: the whole batch in three calls
-        return _pick(cdf1, u)
+        return inverse_cdf(cdf1, u)
     if plan.only == "greedy":
         return np.argmax(z, axis=-1)
     tokens = np.zeros(len(z), np.int64)
     if plan.greedy:
         tokens[plan.greedy] = np.argmax(z[plan.greedy], axis=-1)
     if plan.unit:
-        tokens[plan.unit] = _pick(cdf1[plan.unit], u[plan.unit])
+        tokens[plan.unit] = inverse_cdf(cdf1[plan.unit], u[plan.unit])
     if plan.scaled:
-        tokens[plan.scaled] = _pick(_cumexp(z[plan.scaled] / plan.temps)[1], u[plan.scaled])
+        tokens[plan.scaled] = inverse_cdf(cumexp(z[plan.scaled] / plan.temps)[1], u[plan.scaled])
     return tokens
-
-
-def _cumexp(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z (R, V) float64 -> (its row maxima (R, 1), the rows' cumulative exp(z - max) (R, V))."""
-    zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
-    return zmax, np.add.accumulate(np.exp(z - zmax), axis=-1)
-
-
-def _pick(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Inverse CDF -> (R,) int64: per row of cdf (R, V), cumulative and unnormalised, the number of values
-    <= u (R, 1) times the row's last value (float64 products), i.e. searchsorted(row, u * last, "right").
-    Counted over the first V - 1 values, so that it stays below V even when rounding makes u * last = last."""
-    return np.add.reduce(cdf[:, :-1] <= u * cdf[:, -1:], axis=-1)
 
 
 class Choice(NamedTuple):  # made only for the rows whose request asked for log-probabilities
@@ -188,21 +177,36 @@ def step(logits: np.ndarray, params: list[SamplingParams] | Plan, histories: lis
         raise ValueError("logits, params, histories and draws need one entry per row")
     u = draws.next()  # (B, 1)
     z = logits.astype(np.float64)  # (B, V)
-    zmax, cdf1 = _cumexp(z) if plan.only != "greedy" or plan.logprobs else (None, None)
+    zmax, cdf1 = cumexp(z) if plan.only != "greedy" or plan.logprobs else (None, None)
     tokens = _plain_tokens(z, cdf1, u, plan)
     for i in plan.special:
         tokens[i] = _choose(logits[i], params[i], histories[i], u.item(i))
-    choices = {}
-    for i in plan.logprobs:  # the model's own log-probabilities: z - lse, lse = max + log(sum of exp(z - max))
-        token = tokens.item(i)
-        lse = zmax.item(i, 0) + math.log(cdf1[i, -1])
-        top: tuple[tuple[int, float], ...] = ()
-        if params[i].logprobs:
-            row = z[i] - lse
-            ids = np.argsort(-row, kind="stable")[:params[i].logprobs]
-            top = tuple((int(t), float(row[t])) for t in ids)
-        choices[i] = Choice(token, z.item(i, token) - lse, top)
+    choices = {i: _choice(z[i], zmax.item(i, 0), cdf1[i, -1], tokens.item(i), params[i].logprobs)
+               for i in plan.logprobs}
     return Sampled(tokens, choices)
+
+
+def _choice(z: np.ndarray, zmax: float, total: float, token: int, alternatives: int) -> Choice:
+    """One row's Choice from its logits z (V,) float64, their maximum and sum of exp(z - max): the model's own
+    log-probabilities z - lse, lse = max + log(sum of exp(z - max))."""
+    lse = zmax + math.log(total)
+    top: tuple[tuple[int, float], ...] = ()
+    if alternatives:
+        row = z - lse
+        ids = np.argsort(-row, kind="stable")[:alternatives]
+        top = tuple((int(t), float(row[t])) for t in ids)
+    return Choice(token, z.item(token) - lse, top)
+
+
+def sampled(logits: np.ndarray, tokens: np.ndarray, plan: Plan) -> Sampled:
+    """A step whose tokens (B,) were drawn elsewhere (a steps graph, by the plain rule) from logits (B, V):
+    the Choices of the rows that report log-probabilities, the same numbers `step` gives."""
+    if not plan.logprobs:
+        return Sampled(tokens, {})
+    z = logits[plan.logprobs].astype(np.float64)  # (R, V)
+    zmax, cdf1 = cumexp(z)
+    return Sampled(tokens, {i: _choice(z[r], zmax.item(r, 0), cdf1[r, -1], tokens.item(i), plan.params[i].logprobs)
+                            for r, i in enumerate(plan.logprobs)})
 
 
 BLOCK = 64  # numbers a row takes from its generator at once
@@ -247,11 +251,16 @@ class Draws:
 
     def next(self) -> np.ndarray:
         """Every row's next number (B, 1) float64, used up."""
-        if self.col == self.window.shape[1]:
-            self.window = np.array([u.take(BLOCK) for u in self.sources]).reshape(len(self.sources), BLOCK)
+        return self.take(1)
+
+    def take(self, k: int) -> np.ndarray:
+        """Every row's next k numbers (B, k) float64, k <= BLOCK, used up (those of k steps, in order)."""
+        if self.window.shape[1] - self.col < k:
+            more = np.array([u.take(BLOCK) for u in self.sources]).reshape(len(self.sources), BLOCK)
+            self.window = np.concatenate((self.window[:, self.col:], more), axis=1)
             self.col = 0
-        self.col += 1
-        return self.window[:, self.col - 1:self.col]
+        self.col += k
+        return self.window[:, self.col - k:self.col]
 
     def release(self) -> None:
         for src, rest in zip(self.sources, self.window[:, self.col:]):

@@ -5,10 +5,13 @@ One worker thread per model (onnxruntime and numpy never run on the event loop) 
 1. admit queued sequences while fewer than `max_active` are active, and prefill their prompts
    (`stepper.start`: prompts of equal length in one graph call; rows are independent, see stepping);
 2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
-3. one step for all active sequences (`batch.Batch`, kept while none joins or leaves): run the graph once
-   on (B, ...) with the last step's states as they are, and sample every row with that row's own parameters
-   and seeded generator (`sampling.step`), in a fixed number of numpy calls whatever B;
-4. hand the step's tokens to the event loop as one record; finished sequences leave at once.
+3. one call for all active sequences (`batch.Batch`, kept while none joins or leaves), with the last call's
+   states as they are: either one step of the graph on (B, ...), every row sampled with its own parameters
+   and seeded generator (`sampling.step`) in a fixed number of numpy calls whatever B; or, when the model has
+   a steps graph and every row samples by the plain rule, k tokens per row from one call of that graph,
+   which samples inside by the same rule with the same numbers (`_chunk` picks k: 1 while a row waits for
+   its first token, else as many as fit CHUNK_S, never past a row's max_tokens);
+4. hand each token step to the event loop as one record; finished sequences leave at once.
 
 Per row and step, the worker does Python work only for rows that need it (a stop sequence: text on the
 worker; a repetition penalty: the history; log-probabilities; a first or last token). Everything else
@@ -51,6 +54,11 @@ log = logging.getLogger(__name__)
 # within [POLL_S, POLL_MAX_S]: a stream's wake-up and write cost the loop about 30 us however many tokens they
 # carry (docs/generation.md), so this keeps those costs near a tenth of the loop's time.
 POLL_S, POLL_PER_STREAM_S, POLL_MAX_S = 0.002, 0.0004, 0.02
+# A steps graph makes up to CHUNK_MAX tokens per row in one call, as many as take about CHUNK_S: a call's fixed
+# costs (onnxruntime's call and the Loop's set-up, the feeds, the worker's Python around it) are shared by its
+# tokens (a raw B=1 call of the LSTM's steps graph: 1.2-1.6x a raw step per token at K=1, 1.00-1.05x at K=16),
+# while a sequence that arrives waits about CHUNK_S at most to join, and a client that leaves costs that much.
+CHUNK_MAX, CHUNK_S = 16, 0.01
 
 
 def poll_interval(streams: int) -> float:
@@ -97,6 +105,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.steps = 0
+        self._token_s = 0.0  # the last call of several tokens: its seconds per token
         # Children made now, so every loaded language model's series exist in a scrape from the start.
         self._m_active, self._m_waiting = metrics.GEN_ACTIVE.labels(model), metrics.GEN_WAITING.labels(model)
         self._m_ttft = metrics.TIME_TO_FIRST_TOKEN.labels(model)
@@ -228,21 +237,35 @@ class Scheduler:
                 if not self._active:
                     return
         batch = self._batch = self._batch or Batch(self._active)
+        k = self._chunk(batch)
+        t_call = time.perf_counter()
         try:
-            tokens, choices = batch.step(self.stepper)
+            results = batch.advance(self.stepper, k)
         except Exception as exc:
             log.exception("%s: generation step failed", self.model)
             self._fail(batch.seqs, GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}"))
             self._set_active([])
             return
-        self.steps += 1
-        ends = batch.ends(tokens, self.stepper.eos)
-        fresh = bool(batch.fresh)
-        # Usually no row needs Python work of its own: no stop sequence, log-probabilities, first or last token.
-        events = self._events(batch, tokens, choices, ends) if batch.worker_text or choices or ends or fresh else {}
-        self._deliver(Step(batch.seqs, tokens, events), urgent=fresh or bool(ends))
+        if k > 1:
+            self._token_s = (time.perf_counter() - t_call) / k
+        for tokens, choices in results:  # no row ends before the last (Batch.chunk_limit)
+            self.steps += 1
+            ends = batch.ends(tokens, self.stepper.eos)
+            fresh = bool(batch.fresh)
+            # Usually no row needs Python work of its own: no stop sequence, log-probabilities, first or last token.
+            events = self._events(batch, tokens, choices, ends) if batch.worker_text or choices or ends or fresh else {}
+            self._deliver(Step(batch.seqs, tokens, events), urgent=fresh or bool(ends))
         if ends:  # `_events` adds the rows that a stop sequence ends
             self._set_active([s for i, s in enumerate(batch.seqs) if i not in ends])
+
+    def _chunk(self, batch: Batch) -> int:
+        """Tokens per row for the next call: 1 for a batch with a row whose first token is next (it goes out at
+        once), else as many as fit CHUNK_S at the last chunk's time per token, within the batch's limit."""
+        limit = batch.chunk_limit(self.stepper)
+        if limit == 1 or batch.fresh:
+            return 1
+        budget = int(CHUNK_S / self._token_s) if self._token_s else CHUNK_MAX
+        return max(1, min(limit, CHUNK_MAX, budget))
 
     def _events(self, batch: Batch, tokens: np.ndarray, choices: dict, ends: dict[int, str]) -> dict[int, Event]:
         """The events the worker makes itself: rows with stop sequences (their text decides whether they end;

@@ -67,8 +67,9 @@ def _open_char_text(text: str) -> str:
 class RecurrentStep:
     eos: int | None = None  # char RNNs have no end token: "\n" is just a paragraph break
 
-    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn):
+    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn, steps_run: RunFn | None = None):
         self.card, self.vocab, self.run = card, vocab, run
+        self.steps_run = steps_run  # the card's steps graph (several tokens per call), if it has one
         self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.state_in = [s.name for s in card.inputs[1:]]  # h0 (, c0)
         self.state_out = [s.name for s in card.outputs[1:]]  # hn (, cn), in the same order
@@ -113,6 +114,17 @@ class RecurrentStep:
         state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
         return out[self.logits][:, -1, :], BatchStates(state, len(pending))  # logits (B, V)
 
+    def steps(self, states: BatchStates | list[State], pending: np.ndarray, uniforms: np.ndarray,
+              temperature: np.ndarray) -> tuple[np.ndarray, np.ndarray, BatchStates]:
+        """k = uniforms.shape[1] tokens per row in one call of the steps graph (training/export/lm_steps.py),
+        sampled inside by the plain rule with each row's numbers (B, k) and temperature (B,) -> tokens (B, k),
+        logits (B, k, V), and the states after reading every token but the last (the next pending one)."""
+        feeds = {"token": pending.astype(np.int64, copy=False), "uniforms": uniforms, "temperature": temperature}
+        feeds |= states.arrays if type(states) is BatchStates else self._gather(states)
+        out = self.steps_run(feeds)
+        state = {i: out[o] for i, o in zip(self.state_in, self.state_out)}
+        return out["tokens"], out["logits"], BatchStates(state, len(pending))
+
 
 class BatchStates:
     """One step's state outputs, (layers, B, hidden) per state input, as B row handles `(arrays, b)`: row b
@@ -136,7 +148,9 @@ class BatchStates:
 
 
 class NgramStep:
-    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn):
+    steps_run = None  # one token per call: an n-gram step is a table lookup, cheaper than a Loop's overhead
+
+    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn, steps_run: None = None):
         self.card, self.vocab, self.run = card, vocab, run
         self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.n = card.preprocess.context_length  # N-1

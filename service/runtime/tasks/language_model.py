@@ -60,7 +60,8 @@ class LanguageModel(ServedModel):
     def __init__(self, card, session, *, files, settings, **kw):
         super().__init__(card, session, files=files, settings=settings, **kw)
         self.vocab = card_vocab(card, files)
-        self.stepper = self.stepper_class(card, self.vocab, session.run)
+        steps = self.graphs.get("steps")  # recurrent models: several tokens per call (training/export/lm_steps.py)
+        self.stepper = self.stepper_class(card, self.vocab, session.run, steps.session.run if steps else None)
         self.scheduler = Scheduler(self.stepper, model=card.name, max_active=settings.generation_max_active,
                                    max_waiting=settings.generation_max_waiting)
 
