@@ -1,19 +1,20 @@
-"""The generation worker's Python cost per step, in CPU time: what each step adds to the graph call.
+"""The generation worker's Python cost per token, in CPU time: what each token adds to the graph calls.
 
     python benchmarks/gen_step_cost.py               # island-lstm and island-lstm-int8, 1 and 32 streams
     python benchmarks/gen_step_cost.py --dry-run     # tiny counts: a smoke test in seconds
 
 In this process: the served language model as the repository builds it (its session with the server's
-options, serving_session_options, its stepper and scheduler), and S streams of --tokens tokens each
+options, serving_session_options, its steps graph if the card has one, its stepper and scheduler), and S streams of --tokens tokens each
 (temperature 1, a seed each) whose consumers read their events as the streaming endpoints do (no HTTP). The worker's and
 the event loop's Python are measured in CPU time (`time.thread_time()`), which holds on a machine that other
 work shares, where wall-clock ratios do not (caches shared with other work still move it).
 
-graph call      wall time of one graph call on the worker thread (median over steps), for scale
-worker python   the worker thread's CPU between two graph calls (median): sampling, bookkeeping, the
-                hand-off to the event loop, right after the graph call, with the caches it left
-event loop      the event loop's CPU per step (its thread over the whole run / steps): events, their text,
-                the consumers' wake-ups
+tokens per call  tokens each row gets from one graph call: 1 a step, up to CHUNK_MAX from the steps graph
+graph calls      wall time of the graph calls on the worker thread, per token (all calls / tokens per row)
+worker python    the worker thread's CPU between graph calls, per token: sampling (one-token steps),
+                 bookkeeping, the hand-off to the event loop, right after a graph call, with the caches it left
+event loop       the event loop's CPU per token (its thread over the whole run / tokens per row): events, their
+                 text, the consumers' wake-ups
 """
 
 from __future__ import annotations
@@ -35,22 +36,25 @@ from zooserve import cpu  # noqa: E402
 
 
 class TimedRun:
-    """The session's run, timed on the calling (worker) thread: each call's wall time, and the thread's CPU
-    between the end of one call and the start of the next (onnxruntime may run part of a call on its own
-    pool threads, so the call itself is timed on the wall clock)."""
+    """Graph calls timed on the calling (worker) thread: each call's wall time, and the thread's CPU between
+    the end of one call and the start of the next, whichever graph either was (onnxruntime may run part of a
+    call on its own pool threads, so the call itself is timed on the wall clock)."""
 
-    def __init__(self, run):
-        self.run, self.graph, self.between, self.last_end = run, [], [], None
+    def __init__(self):
+        self.graph, self.between, self.last_end = [], [], None
 
-    def __call__(self, feeds):
-        start = time.thread_time()
-        if self.last_end is not None:
-            self.between.append(start - self.last_end)
-        wall = time.perf_counter()
-        out = self.run(feeds)
-        self.graph.append(time.perf_counter() - wall)
-        self.last_end = time.thread_time()
-        return out
+    def wrap(self, run):
+        def timed(feeds):
+            start = time.thread_time()
+            if self.last_end is not None:
+                self.between.append(start - self.last_end)
+            wall = time.perf_counter()
+            out = run(feeds)
+            self.graph.append(time.perf_counter() - wall)
+            self.last_end = time.thread_time()
+            return out
+
+        return timed
 
 
 async def streams(model, settings, count: int, tokens: int) -> int:
@@ -67,16 +71,25 @@ async def streams(model, settings, count: int, tokens: int) -> int:
 def measure(folder: Path, count: int, tokens: int) -> dict:
     """One run: the served language model as the repository builds it, its graph calls timed."""
     from service.runtime.engine.session import OnnxModel, serving_session_options
+    from service.runtime.repository.files import graph_card
     from service.runtime.tasks.registry import served_class
     from service.settings import Settings
     from zooserve.card import load_card
 
     card, settings = load_card(folder), Settings(_env_file=None)
-    session = OnnxModel(folder / "model.onnx", card, providers=["CPUExecutionProvider"],
-                        options=serving_session_options(settings))
+
+    def opened(c):
+        return OnnxModel(folder / c.artifact.file, c, providers=["CPUExecutionProvider"],
+                         options=serving_session_options(settings, intra_op=1 if c is not card else None))
+
+    session = opened(card)
+    graphs = {g.role: opened(graph_card(card, g.role)) for g in card.graphs}  # the steps graph, if any
     files = {card.preprocess.vocab_file: (folder / card.preprocess.vocab_file).read_bytes()}
-    model = served_class(card)(card, session, files=files, settings=settings)
-    model.stepper.run = run = TimedRun(session.run)
+    model = served_class(card)(card, session, files=files, settings=settings, graphs=graphs)
+    run = TimedRun()  # one timer for both kinds of call: `between` spans from either to the next
+    model.stepper.run = run.wrap(session.run)
+    if model.stepper.steps_run is not None:
+        model.stepper.steps_run = run.wrap(model.stepper.steps_run)
 
     async def main() -> tuple[int, int, float]:
         model.start()
@@ -90,8 +103,8 @@ def measure(folder: Path, count: int, tokens: int) -> dict:
 
     events, steps, loop_cpu = asyncio.run(main())
     assert events == count * tokens, (events, count * tokens)
-    return {"graph": statistics.median(run.graph), "python": statistics.median(run.between),
-            "loop": loop_cpu / steps, "steps": steps}
+    return {"graph": sum(run.graph) / steps, "python": sum(run.between) / steps, "loop": loop_cpu / steps,
+            "calls": len(run.graph), "steps": steps}
 
 
 def threads() -> int:
@@ -108,15 +121,17 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     models, levels = stream_plan(args)
 
-    lines = [f"gen_step_cost: {args.tokens} tokens per stream, median of {args.repeats} runs' medians, us per step, "
-             f"onnxruntime intra-op threads {threads()}, {cpu.describe()}\n",
-             "| model | streams | graph call (wall) | worker python (CPU) | event loop (CPU) |",
-             "|---|---:|---:|---:|---:|"]
+    lines = [f"gen_step_cost: {args.tokens} tokens per stream, median of {args.repeats} runs, us per token (per row "
+             f"of a step), onnxruntime intra-op threads {threads()}, {cpu.describe()}\n",
+             "| model | streams | tokens per call | graph calls (wall) | worker python (CPU) | event loop (CPU) |",
+             "|---|---:|---:|---:|---:|---:|"]
     for m in models:
         for c in levels:
             runs = [measure(args.models / m / "1", c, args.tokens) for _ in range(args.repeats)]
-            graph, python, loop = (statistics.median(r[k] for r in runs) for k in ("graph", "python", "loop"))
-            lines.append(f"| {m} | {c} | {graph * 1e6:,.1f} | {python * 1e6:,.1f} | {loop * 1e6:,.1f} |")
+            graph, python, loop, calls, steps = (statistics.median(r[k] for r in runs)
+                                                 for k in ("graph", "python", "loop", "calls", "steps"))
+            lines.append(f"| {m} | {c} | {steps / calls:.1f} | {graph * 1e6:,.1f} | {python * 1e6:,.1f} | "
+                         f"{loop * 1e6:,.1f} |")
             print(lines[-1], file=sys.stderr, flush=True)
     text = "\n".join(lines)
     print(f"\n{text}")
