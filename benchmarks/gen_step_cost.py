@@ -80,7 +80,7 @@ def measure(folder: Path, count: int, tokens: int) -> dict:
 
     def opened(c):
         return OnnxModel(folder / c.artifact.file, c, providers=["CPUExecutionProvider"],
-                         options=serving_session_options(settings, intra_op=1 if c is not card else None))
+                         options=serving_session_options(settings, intra_op=threads()))
 
     session = opened(card)
     graphs = {g.role: opened(graph_card(card, g.role)) for g in card.graphs}  # the steps graph, if any
@@ -108,10 +108,12 @@ def measure(folder: Path, count: int, tokens: int) -> dict:
 
 
 def threads() -> int:
-    from service.runtime.engine.session import serving_session_options
+    """The intra-op threads the server's thread policy gives a stepping graph: one fewer than its worker's
+    share of the cores, at least 1 (the repository opens such graphs so at once, leaving the event loop a core)."""
+    from service.runtime.engine.session import core_share
     from service.settings import Settings
 
-    return serving_session_options(Settings(_env_file=None)).intra_op_num_threads
+    return max(1, core_share(Settings(_env_file=None)) - 1)
 
 
 def main(argv: list[str] | None = None) -> int:
