@@ -157,7 +157,7 @@ def int8_line(results: dict, float_model: str, int8_model: str, top: int) -> str
     served = statistics.median(a / b for a, b in zip(q["tps_runs"], f["tps_runs"]))
     target = TARGETS["int8_vs_float32"]
     applies = raw >= INT8_RAW_GATE
-    return (f"\n{int8_model} vs {float_model} at {top} streams: {served:.2f}x the tokens/s through zooserve, raw "
+    return (f"\n{int8_model} vs {float_model} at {top} streams: {served:.3f}x the tokens/s through zooserve, raw "
             f"step {raw:.2f}x (target >= {target} where the raw step is >= {INT8_RAW_GATE}x): "
             f"{verdict(served >= target) if applies else 'n.a.'}")
 
@@ -176,9 +176,9 @@ def report(args: argparse.Namespace, models: list[str], levels: list[int], rows:
     for m in models:
         if (m, 1) in results and (m, top) in results:
             streams, latency = results[(m, top)]["tps_ratio"], results[(m, 1)]["latency_ratio"]
-            lines.append(f"\n{m}: {top} streams reach {streams:.2f}x raw B={top} stepping (target >= "
+            lines.append(f"\n{m}: {top} streams reach {streams:.3f}x raw B={top} stepping (target >= "
                          f"{TARGETS['streams32_vs_raw32']}: {verdict(streams >= TARGETS['streams32_vs_raw32'])}); "
-                         f"a single stream's per-token latency is {latency:.2f}x a raw B=1 step (target <= "
+                         f"a single stream's per-token latency is {latency:.3f}x a raw B=1 step (target <= "
                          f"{TARGETS['latency1_vs_raw1']}: {verdict(latency <= TARGETS['latency1_vs_raw1'])})")
     for m in models:
         if f"{m}-int8" in models and (m, top) in results and (f"{m}-int8", top) in results:
