@@ -110,6 +110,11 @@ def test_rows_that_need_the_worker_each_token_keep_one_token_per_call(repos, ser
 class FakeSteps:
     """A stepper with a steps graph, for chunk_limit alone."""
     steps_run = staticmethod(lambda feeds: None)
+    eos = None
+
+
+class FakeStepsWithEnd(FakeSteps):
+    eos = 3  # an end token could end a row at any token of a call
 
 
 class NoStops:
@@ -128,6 +133,7 @@ def test_a_call_never_passes_the_first_rows_max_tokens():
     assert batch.chunk_limit(FakeSteps()) == 4
     assert Batch([seq(300), seq(300)]).chunk_limit(FakeSteps()) == sampling.BLOCK
     assert Batch([seq(300), seq(300, top_k=3)]).chunk_limit(FakeSteps()) == 1
+    assert Batch([seq(300), seq(300)]).chunk_limit(FakeStepsWithEnd()) == 1
     stops = seq(300)
     stops.text_on_worker = True  # a row with stop sequences
     assert Batch([seq(300), stops]).chunk_limit(FakeSteps()) == 1

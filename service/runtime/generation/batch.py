@@ -39,10 +39,10 @@ class Batch:
 
     def chunk_limit(self, stepper: RecurrentStep | NgramStep) -> int:
         """The most tokens one call may make for every row: 1 unless the stepper has a steps graph and every
-        row samples by the plain rule; then up to the first row's max_tokens, so no row ends inside a call
-        (recurrent models have no end token, and rows with stop sequences, whose text may end them at any
-        token, keep to one)."""
-        if stepper.steps_run is None or self.plan.temperature is None or self.worker_text:
+        row samples by the plain rule; then up to the first row's max_tokens, so that no row ends inside a
+        call: a model with an end token, and rows with stop sequences (their text may end them at any token),
+        keep to one."""
+        if stepper.steps_run is None or stepper.eos is not None or self.plan.temperature is None or self.worker_text:
             return 1
         return min(sampling.BLOCK, self.first_end - self.steps)
 
