@@ -37,17 +37,14 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from training.export.onnx_export import file_digest
+from training.export.onnx_eval import run_steps, session, zero_state
+from training.export.onnx_export import file_digest, opset_of
 from zooserve.card import Graph, load_card, save_card
 from zooserve.numeric import cumexp, inverse_cdf
 
 ROLE = "steps"
 FILE = "steps.onnx"
 P = "steps/"  # prefix of every name this builder adds, so none collides with the step graph's own names
-
-
-def _opset(model: onnx.ModelProto) -> int:
-    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _const(name: str, values, dtype=TensorProto.INT64, dims=None) -> onnx.NodeProto:
@@ -99,7 +96,7 @@ def build(step: onnx.ModelProto, vocab: int) -> onnx.ModelProto:
         n.output[:] = [rename.get(x, x) for x in n.output]
         body_nodes.append(n)
     body_nodes.append(helper.make_node("Squeeze", [P + "logits3", P + "axis1"], [P + "logits"]))  # (B, V)
-    body_nodes += _sampler(_opset(step), vocab)
+    body_nodes += _sampler(opset_of(step), vocab)
     body_nodes += [helper.make_node("Identity", [P + "cond"], [P + "cond_out"]),
                    helper.make_node("Identity", [P + "token_out"], [P + "token_scan"])]
 
@@ -173,16 +170,11 @@ def reference_tokens(step: ort.InferenceSession, token, state: dict, u: np.ndarr
 
 def check(step_path: Path, steps_path: Path, vocab: int, *, rows: int = 8, k: int = 64, seed: int = 0) -> StepsParity:
     """Rows of several temperatures (greedy, 0.5, 0.8, 1, 1.3) from states made by reading random tokens."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    step = ort.InferenceSession(str(step_path), opts, providers=["CPUExecutionProvider"])
-    steps = ort.InferenceSession(str(steps_path), opts, providers=["CPUExecutionProvider"])
+    step, steps = session(step_path, threads=1), session(steps_path, threads=1)
     rng = np.random.default_rng(seed)
     prime = rng.integers(0, vocab, (rows, 16))
-    state = {i.name: np.zeros([d if isinstance(d, int) else rows for d in i.shape], np.float32)
-             for i in step.get_inputs()[1:]}
-    out = step.run(None, {"tokens": prime[:, :-1], **state})
-    state = {i.name: o for i, o in zip(step.get_inputs()[1:], out[1:])}
+    _, state = run_steps(step, prime[:, :-1], zero_state(step, rows), prime.shape[1])
+    state = dict(zip((i.name for i in step.get_inputs()[1:]), state))
     token = prime[:, -1].astype(np.int64)
     u = rng.random((rows, k))
     temperature = np.resize(np.array([0.0, 0.5, 0.8, 1.0, 1.3]), rows)
@@ -190,8 +182,7 @@ def check(step_path: Path, steps_path: Path, vocab: int, *, rows: int = 8, k: in
     got = dict(zip([o.name for o in steps.get_outputs()],
                    steps.run(None, {"token": token, **state, "uniforms": u, "temperature": temperature})))
     return StepsParity("onnx-step", float(np.abs(got["logits"] - want_logits).max()),
-                       float((got["tokens"] == want).mean()), int(want.size), _opset(onnx.load(str(step_path))),
-                       ort.__version__)
+                       float((got["tokens"] == want).mean()), int(want.size), opset_of(step_path), ort.__version__)
 
 
 def add_steps(model_dir: Path) -> StepsParity:

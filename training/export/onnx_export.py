@@ -49,9 +49,9 @@ def export(model: nn.Module, sample: torch.Tensor, path: Path, *, input_name: st
     return opset_of(path)
 
 
-def opset_of(path: Path) -> int:
-    """The default-domain opset a graph imports."""
-    proto = onnx.load(str(path), load_external_data=False)
+def opset_of(graph: Path | onnx.ModelProto) -> int:
+    """The default-domain opset a graph (a file, or one already loaded) imports."""
+    proto = graph if isinstance(graph, onnx.ModelProto) else onnx.load(str(graph), load_external_data=False)
     return next(op.version for op in proto.opset_import if op.domain in ("", "ai.onnx"))
 
 

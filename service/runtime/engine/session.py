@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 # onnxruntime type strings -> Open Inference Protocol datatypes and numpy dtypes.
 ORT_TO_V2 = {
-    "tensor(double)": "FP64", "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64", "tensor(int32)": "INT32",
-    "tensor(int8)": "INT8", "tensor(uint8)": "UINT8", "tensor(bool)": "BOOL",
+    "tensor(double)": "FP64", "tensor(float)": "FP32", "tensor(float16)": "FP16", "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32", "tensor(int8)": "INT8", "tensor(uint8)": "UINT8", "tensor(bool)": "BOOL",
 }
 V2_TO_NUMPY = {
     "FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
