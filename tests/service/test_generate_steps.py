@@ -146,3 +146,39 @@ def test_draws_taken_k_at_a_time_are_the_numbers_of_k_steps():
     singles = np.hstack([one.next() for _ in range(150)])  # (rows, 150)
     taken = np.hstack([many.take(k) for k in (1, 16, 60, 3, 64, 6)])  # across block boundaries
     np.testing.assert_array_equal(taken, singles)
+
+
+def v2_tensor(name: str, datatype: str, x: np.ndarray) -> dict:
+    return {"name": name, "shape": list(x.shape), "datatype": datatype, "data": x.ravel().tolist()}
+
+
+def steps_body(rows: int, k: int, token: int = 5) -> dict:
+    zeros = np.zeros((1, rows, 512))
+    return {"inputs": [v2_tensor("token", "INT64", np.full(rows, token)), v2_tensor("h0", "FP32", zeros),
+                       v2_tensor("c0", "FP32", zeros), v2_tensor("uniforms", "FP64", np.full((rows, k), 0.5)),
+                       v2_tensor("temperature", "FP64", np.ones(rows))]}
+
+
+def test_v2_requests_to_a_recurrent_model_and_its_steps_graph_are_bounded(repos, serve):
+    """One V2 request may not hold the model beyond the settings: at most max_batch_size rows (32 on the
+    card; the batcher does not batch these graphs, so it does not count them) and max_sequence_tokens steps
+    or tokens per row, and token ids within the vocabulary."""
+    zeros = np.zeros((1, 33, 512))
+    too_many_rows = {"inputs": [v2_tensor("tokens", "INT64", np.zeros((33, 2), np.int64)),
+                                v2_tensor("h0", "FP32", zeros), v2_tensor("c0", "FP32", zeros)]}
+
+    async def body(client, app):
+        steps = "/v2/models/island-lstm.steps/infer"
+        return [await client.post(steps, json=steps_body(2, 64)),
+                await client.post(steps, json=steps_body(2, 65)),
+                await client.post(steps, json=steps_body(33, 4)),
+                await client.post(steps, json=steps_body(1, 4, token=80)),
+                await client.post("/v2/models/island-lstm/infer", json=too_many_rows)]
+
+    ok, long, wide, unknown, lm_wide = serve(repos[0], body, max_sequence_tokens=64)
+    assert ok.status_code == 200
+    assert {o["name"]: o["shape"] for o in ok.json()["outputs"]}["tokens"] == [2, 64]
+    assert long.status_code == 400 and "at most 64 steps per row" in long.json()["error"]
+    assert wide.status_code == 400 and "max_batch_size 32" in wide.json()["error"]
+    assert unknown.status_code == 400 and "from 0 to 79" in unknown.json()["error"]
+    assert lm_wide.status_code == 400 and "max_batch_size 32" in lm_wide.json()["error"]

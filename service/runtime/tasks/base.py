@@ -87,12 +87,18 @@ class ServedModel:
         repository.files.graph_card)."""
         self.card, self.session, self.settings, self.load_seconds = card, session, settings, 0.0
         size, delay = settings.batching_for(card.name, card.batching.max_batch_size, card.batching.max_delay_ms)
+        self.max_rows = size  # rows one request may carry, also where the batcher does not batch (it takes 1)
         self.batcher = DynamicBatcher(session.run, model=card.name, max_batch_size=size, max_delay_ms=delay,
                                       max_queue=settings.max_queue, enabled=session.batchable, pad=self.pad_values(),
                                       arrivals=arrivals)
         self.leases = Leases()
-        self.graphs = {role: GraphModel(s.card, s, settings=settings, arrivals=arrivals, leases=self.leases)
+        self.graphs = {role: self.graph_class(role)(s.card, s, settings=settings, arrivals=arrivals,
+                                                    leases=self.leases)
                        for role, s in (graphs or {}).items()}
+
+    def graph_class(self, role: str) -> type[GraphModel]:
+        """How a further graph of this model is served: GraphModel, unless its task knows the graph better."""
+        return GraphModel
 
     def pad_values(self) -> dict[str, int] | None:
         """Inputs (rows, T) of varying T, with their fill values: the batcher pads them (text models)."""
@@ -214,7 +220,7 @@ class ServedModel:
     def check_rows(self, rows: int) -> None:
         """A request fits one batch. Task classes call it before decoding anything, so that an oversized
         request costs nothing."""
-        limit = self.batcher.max_batch_size
+        limit = self.max_rows
         if rows > limit:
             raise BadInput(f"batch of {rows} rows exceeds this model's max_batch_size {limit}")
 

@@ -24,7 +24,7 @@ from service.runtime.errors import BadInput, ModelLoadError
 from service.runtime.generation.request import GenRequest, Generation
 from service.runtime.generation.scheduler import Scheduler
 from service.runtime.generation.stepping import NgramStep, RecurrentStep, primed, zero_state
-from service.runtime.tasks.base import ServedModel
+from service.runtime.tasks.base import GraphModel, ServedModel
 from zooserve.numeric import log_softmax
 from zooserve.text import Vocab
 
@@ -103,6 +103,16 @@ class RecurrentLanguageModel(LanguageModel):
     def max_length(self) -> int | None:
         return self.settings.max_sequence_tokens
 
+    def check_values(self, inputs) -> None:
+        # The state's batch axis is its second, so the batcher does not bound the rows (tokens' first axis):
+        # at most max_batch_size of them, each at most max_sequence_tokens long, bound a request's time.
+        self.check_rows(inputs[self.card.inputs[0].name].shape[0])
+        super().check_values(inputs)
+
+    def graph_class(self, role: str) -> type[GraphModel]:
+        return StepsGraph if role == "steps" else super().graph_class(role)
+
+
     async def token_logprobs(self, text: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
         """The text in chunks of SCORE_CHUNK tokens, each chunk starting from the state the last one ended
         in: memory stays flat whatever the length (the graph's buffers grow with T), and other requests to
@@ -173,3 +183,20 @@ def score_rows(segments: list[np.ndarray], n: int, bos: int, eos: int) -> tuple[
     src = np.arange(len(tgt))[:, None] - back  # (T, n)
     ctx = np.where(pos[:, None] >= back, tgt[np.maximum(src, 0)], bos)
     return ctx, tgt
+
+
+class StepsGraph(GraphModel):
+    """A recurrent model's steps graph over V2 (`<name>.steps`, training/export/lm_steps.py), bounded as its
+    model is: token ids within the vocabulary, at most max_batch_size rows, and at most max_sequence_tokens
+    steps per call (K, the uniforms' second axis: the call's time and its logits (B, K, V) grow with it)."""
+
+    def index_bounds(self) -> dict[str, tuple[int, int]]:
+        logits = next(o for o in self.card.outputs if o.name == "logits")  # (B, K, V)
+        return {"token": (0, logits.shape[-1] - 1)}
+
+    def check_values(self, inputs) -> None:
+        self.check_rows(inputs["token"].shape[0])
+        steps, limit = inputs["uniforms"].shape[1], self.settings.max_sequence_tokens
+        if steps > limit:
+            raise BadInput(f"input \"uniforms\": at most {limit} steps per row (axis 1), got {steps}")
+        super().check_values(inputs)
