@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -61,18 +62,34 @@ def server_env(threads: int | None, max_active: int) -> dict[str, str]:
     return env
 
 
-def server_options(env: dict[str, str], base_url: str, model: str):
-    """The onnxruntime session options the server built for `model` from `env`, for the raw stepping: its
-    settings, with the intra-op thread count its thread policy chose (zooserve_model_intra_op_threads)."""
+def scraped(base_url: str, metric: str, labels: str) -> list[float]:
+    """The values of `metric`'s series whose labels include `labels` (as written in /metrics: `model="m"`)."""
     import urllib.request
-
-    from service.runtime.engine.session import serving_session_options
-    from service.settings import Settings
 
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=10) as r:
         lines = r.read().decode().splitlines()
-    threads = next(int(float(line.rsplit(" ", 1)[1])) for line in lines
-                   if line.startswith("zooserve_model_intra_op_threads{") and f'model="{model}"' in line)
+    return [float(line.rsplit(" ", 1)[1]) for line in lines
+            if line.startswith(metric + "{") and labels in line]
+
+
+def cache_line(base_url: str, models: list[str], prompts: str) -> str:
+    """What the prompts were and how many of the server's prefills the prompt cache answered."""
+    counts = []
+    for m in models:
+        hit, miss = (sum(scraped(base_url, "zooserve_generation_prompt_cache_total", f'model="{m}",result="{r}"'))
+                     for r in ("hit", "miss"))
+        counts.append(f"{m} {hit:.0f} of {hit + miss:.0f}")
+    what = f'the same for every stream ("{PROMPT}")' if prompts == "same" else "a different one for every request"
+    return f"Prompts: {what}; prompts the prompt cache answered without a prefill: {', '.join(counts)}\n"
+
+
+def server_options(env: dict[str, str], base_url: str, model: str):
+    """The onnxruntime session options the server built for `model` from `env`, for the raw stepping: its
+    settings, with the intra-op thread count its thread policy chose (zooserve_model_intra_op_threads)."""
+    from service.runtime.engine.session import serving_session_options
+    from service.settings import Settings
+
+    threads = int(scraped(base_url, "zooserve_model_intra_op_threads", f'model="{model}"')[0])
     settings = Settings(_env_file=None, **{k.removeprefix("ZOOSERVE_").lower(): v for k, v in env.items()})
     return serving_session_options(settings, intra_op=threads)
 
@@ -99,11 +116,22 @@ def raw_rows_per_s(folder: Path, batch: int, steps: int, opts) -> tuple[float, f
     return batch / dt, dt
 
 
-async def _one_stream(host: str, port: int, model: str, tokens: int, seed: int) -> tuple[float, float, int]:
+PROMPT = "The engineer and the sailor"
+_distinct = itertools.count()
+
+
+def prompt(kind: str) -> str:
+    """The request's prompt: the same for every stream ("same"), or one no request of the run has sent
+    before ("distinct", 27 characters like the other: each is prefilled, none comes from the prompt cache)."""
+    return PROMPT if kind == "same" else f"The engineer, prompt {next(_distinct):06d}"
+
+
+async def _one_stream(host: str, port: int, model: str, tokens: int, seed: int,
+                      prompts: str = "same") -> tuple[float, float, int]:
     """One generate_stream request on its own connection, read to the end with asyncio streams (about a
     tenth of httpx's CPU per chunk, which matters when client and server share 2 cores).
     -> (seconds to the first chunk of body, seconds in all, tokens)."""
-    body = json.dumps({"text_input": "The engineer and the sailor",
+    body = json.dumps({"text_input": prompt(prompts),
                        "parameters": {"max_tokens": tokens, "seed": seed}}).encode()
     t0 = time.perf_counter()
     reader, writer = await asyncio.open_connection(host, port)
@@ -122,13 +150,14 @@ async def _one_stream(host: str, port: int, model: str, tokens: int, seed: int) 
     return first, time.perf_counter() - t0, json.loads(event)["details"]["generated_tokens"]
 
 
-async def stream_once(base: str, model: str, streams: int, tokens: int) -> tuple[float, int, float]:
+async def stream_once(base: str, model: str, streams: int, tokens: int, prompts: str = "same") -> tuple[float, int, float]:
     """`streams` concurrent requests of `tokens` tokens -> (wall seconds, tokens in all, median seconds per
     token of one stream after its first: its time per output token)."""
     host, port = base.removeprefix("http://").split(":")
-    await _one_stream(host, int(port), model, tokens, 0)  # warm the server
+    await _one_stream(host, int(port), model, tokens, 0, prompts)  # warm the server
     t0 = time.perf_counter()
-    done = await asyncio.gather(*(_one_stream(host, int(port), model, tokens, s) for s in range(1, streams + 1)))
+    done = await asyncio.gather(*(_one_stream(host, int(port), model, tokens, s, prompts)
+                                  for s in range(1, streams + 1)))
     wall = time.perf_counter() - t0
     tpot = statistics.median((total - first) / max(n - 1, 1) for first, total, n in done)
     return wall, sum(n for _, _, n in done), tpot
@@ -163,12 +192,12 @@ def int8_line(results: dict, float_model: str, int8_model: str, top: int) -> str
 
 
 def report(args: argparse.Namespace, models: list[str], levels: list[int], rows: list[str], results: dict,
-           loads: tuple[float, float], threads: str) -> str:
+           loads: tuple[float, float], threads: str, cache: str = "") -> str:
     """The Markdown report: the run's settings and machine, the table, and the targets' ratios."""
     lines = [f"gen_bench: {args.tokens} tokens per stream, medians of {args.repeats} rounds (each ratio: the median of "
              f"the rounds' own), onnxruntime intra-op threads "
              f"{threads} (per model, as the server chose them: zooserve_model_intra_op_threads), {os.cpu_count()} CPUs: {cpu.describe()}, load average "
-             f"{loads[0]:.2f} at start and {loads[1]:.2f} at the end\n",
+             f"{loads[0]:.2f} at start and {loads[1]:.2f} at the end\n", cache,
              "| model | streams | raw tokens/s (B=streams) | zooserve tokens/s | ratio | raw step us | "
              "zooserve us/token/stream | ratio |",
              "|---|---:|---:|---:|---:|---:|---:|---:|", *rows]
@@ -215,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     add_stream_arguments(p, "1,8,32")
     p.add_argument("--threads", type=int, help="onnxruntime intra/inter-op threads, raw and server alike "
                                                "(default: the server's own policy, serving_session_options)")
+    p.add_argument("--prompts", choices=("same", "distinct"), default="same",
+                   help="one prompt for every stream (the default: after the first, the prompt cache answers its "
+                        "prefill), or a new one for each request (every prompt is prefilled)")
     args = p.parse_args(argv)
     models, levels = stream_plan(args)
     raw_steps = max(50, args.tokens)
@@ -237,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
                 for c in levels:
                     for m in models:
                         raw = raw_rows_per_s(args.models / m / "1", c, raw_steps, opts[m])
-                        runs[(m, c)].append((raw, asyncio.run(stream_once(server.base_url, m, c, args.tokens))))
+                        runs[(m, c)].append((raw, asyncio.run(stream_once(server.base_url, m, c, args.tokens,
+                                                                          args.prompts))))
+            cache = cache_line(server.base_url, models, args.prompts)
             for (m, c), pairs in runs.items():
                 r = results[(m, c)] = summary(pairs)
                 rows.append(f"| {m} | {c} | {r['raw_tps']:,.0f} | {r['tps']:,.0f} | {r['tps_ratio']:.2f} | "
@@ -245,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(rows[-1], file=sys.stderr, flush=True)
 
     text = report(args, models, levels, rows, results, (load0, os.getloadavg()[0]),
-                  ", ".join(f"{m} {n}" for m, n in threads.items()))
+                  ", ".join(f"{m} {n}" for m, n in threads.items()), cache)
     print(f"\n{text}")
     record.save_run(args, text, script=__file__, argv=argv, models=models)
     return 0

@@ -53,8 +53,13 @@ GEN_ACTIVE = Gauge("zooserve_generation_active_sequences", "Sequences a language
                    ["model"], multiprocess_mode="livesum")
 GEN_WAITING = Gauge("zooserve_generation_waiting_sequences", "Sequences queued for a free generation slot.",
                     ["model"], multiprocess_mode="livesum")
-GEN_STEP_BATCH = Histogram("zooserve_generation_step_batch_size", "Sequences in each generation step.", ["model"],
-                           buckets=_ROWS)
+GEN_STEP_BATCH = Histogram("zooserve_generation_step_batch_size",
+                           "Sequences given a token together: in each generation step, and in each prefill (their "
+                           "first tokens).", ["model"], buckets=_ROWS)
+PROMPT_CACHE = Counter("zooserve_generation_prompt_cache_total",
+                       "Prompts a recurrent language model's prefill took, by result: hit (its state came from the "
+                       "prompt cache or an identical prompt in the same prefill) or miss (the graph read it).",
+                       ["model", "result"])
 
 
 def exposition() -> tuple[bytes, str]:

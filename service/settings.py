@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     generation_max_stop: int = Field(4, ge=0, description="most stop sequences a request may give")
     generation_max_active: int = Field(64, ge=1, description="sequences one language model steps together; more wait")
     generation_max_waiting: int = Field(256, ge=0, description="sequences waiting per language model before new ones get 503")
+    generation_prompt_cache: int = Field(
+        256, ge=0, description="prompts per recurrent language model whose state after reading them is kept, so that "
+        "one sent again skips its prefill (least recently used dropped; about 4 KB each for island-lstm); 0 = off")
     shutdown_drain_s: float = Field(
         5.0, ge=0, description="after SIGTERM, readiness is 503 but requests are still served this long (load "
         "balancers take a few seconds to notice)")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from zooserve.card import load_card
-from service.runtime.errors import ModelNotReady, Overloaded
+from service.runtime.errors import GenerationFailed, ModelNotReady, Overloaded
 from service.runtime.tasks.registry import served_class
 from service.runtime.engine.session import OnnxModel, session_options
 from service.runtime.generation.sampling import SamplingParams
@@ -40,17 +40,22 @@ class CountingStep:
         self.entered = 0  # steps begun (the batch gathered), including one waiting at the gate
         self.gate: threading.Semaphore | None = None
 
-    def start(self, prompts):
-        return [(None, int(ids[-1])) for ids in prompts]
+    def start(self, prompts):  # the first token follows the prompt's last, with no step
+        return [(None, self.logits(ids[-1:])[0]) for ids in prompts]
 
     def step(self, states, pending):
         self.entered += 1
         if self.gate is not None:
             assert self.gate.acquire(timeout=10)
         self.sizes.append(len(states))
-        logits = np.full((len(states), V), -10.0, np.float32)
-        logits[np.arange(len(states)), (pending + 1) % V] = 10.0
-        return logits, states
+        return self.logits(pending), states
+
+    @staticmethod
+    def logits(last: np.ndarray) -> np.ndarray:
+        """(B, V): certain of (t + 1) % V after each token t of last (B,)."""
+        out = np.full((len(last), V), -10.0, np.float32)
+        out[np.arange(len(last)), (last + 1) % V] = 10.0
+        return out
 
 
 class Collect:
@@ -111,8 +116,9 @@ def test_sequences_join_and_leave_and_each_gets_its_own_tokens():
     got, sizes, sched, generated = run(body)
     assert got == [("123", "length"), ("560123", "length"), ("34", "length")]
     assert generated == [3, 6, 2]  # each sequence's own count, handed back when it left its batch
-    # a and b step together for 3 steps, then a has left at once: b's last 3 steps are alone.
-    assert sizes == [2, 2, 2, 1, 1, 1, 1, 1]
+    # Each first token comes from the prefill, with no step. a and b step together for their next 2 tokens,
+    # then a has left at once: b's last 3 steps are alone; late's second token is one step by itself.
+    assert sizes == [2, 2, 1, 1, 1, 1]
     with pytest.raises(ModelNotReady):
         sched.submit(seq(0, 1))
 
@@ -150,18 +156,18 @@ def test_bounds_queue_then_refuse_with_overloaded():
             seqs = [sched.submit(seq(i, 2)) for i in range(3)]  # 2 active + 1 waiting
         with pytest.raises(Overloaded):
             sched.submit(seq(5, 2))
-        for _ in range(2):  # the first two finish in two steps; only then does the third get a slot
-            step.gate.release()
+        # The first two finish in one step (their first tokens come from the prefill); only then does the
+        # third get a slot.
+        step.gate.release()
         texts = [await text_of(sched, s) for s in seqs[:2]]
-        for _ in range(2):
-            step.gate.release()
+        step.gate.release()
         texts.append(await text_of(sched, seqs[2]))
         await sched.drain_and_stop()
         return texts, step.sizes
 
     texts, sizes = run(body)
     assert texts == [("12", "length"), ("23", "length"), ("34", "length")]
-    assert sizes == [2, 2, 1, 1]
+    assert sizes == [2, 1]
 
 
 def test_a_sequence_in_prefill_still_counts_against_the_bounds():
@@ -195,13 +201,39 @@ def test_a_sequence_in_prefill_still_counts_against_the_bounds():
     assert refused and waiting == 0 and text == ("12", "length")
 
 
+def test_a_first_token_comes_from_the_prefill_and_a_failed_prefill_fails_only_its_sequences():
+    """max_tokens 1 is answered by the prefill alone (no step); a prefill that raises fails the sequences
+    it held, with the error named, and the next ones generate as usual."""
+
+    class PoisonStart(CountingStep):
+        def start(self, prompts):
+            if any(ids[0] == 6 for ids in prompts):
+                raise RuntimeError("poisoned prompt")
+            return super().start(prompts)
+
+    async def body():
+        step = PoisonStart()
+        sched = Scheduler(step, model="fake-prefill-first", max_active=4, max_waiting=4)
+        sched.start()
+        one = await text_of(sched, sched.submit(seq(2, 1)))
+        steps_after_one = len(step.sizes)
+        with pytest.raises(GenerationFailed, match="prefill failed: RuntimeError: poisoned prompt"):
+            await text_of(sched, sched.submit(seq(6, 3)))
+        after = await text_of(sched, sched.submit(seq(0, 3)))
+        await sched.drain_and_stop()
+        return one, steps_after_one, after
+
+    assert run(body) == (("3", "length"), 0, ("123", "length"))
+
+
 def test_cancel_frees_the_slot_before_the_next_step():
     async def body():
         step, sched = gated_scheduler("fake-cancel", max_active=4, max_waiting=4)
         keep, drop = sched.submit(seq(0, 6)), sched.submit(seq(3, 6))
         stream = sched.batches(drop)
         # The worker may take `keep` from its inbox before `drop` is submitted (a thread race), so `drop`
-        # joins at the first step or the second. Let steps through one at a time until its first token.
+        # joins before the first step or after it. Let steps through one at a time until its first token
+        # (the prefill's, no step needed).
         first_token = asyncio.ensure_future(stream.__anext__())
         released = 0
         while not first_token.done():
@@ -210,7 +242,7 @@ def test_cancel_frees_the_slot_before_the_next_step():
                 released += 1
             await asyncio.wait([first_token], timeout=0.001)
         first = first_token.result()  # one token, then the client goes away ...
-        joined = len(step.sizes) - 1  # the step that gave it
+        joined = len(step.sizes)  # steps made before it joined
         while step.entered < released + 1:  # ... while the next step, which holds both rows, has begun
             await asyncio.sleep(0.001)
         await stream.aclose()
@@ -224,7 +256,7 @@ def test_cancel_frees_the_slot_before_the_next_step():
     first, text, sizes, active = run(body)
     assert [e.text for e in first] == ["4"] and text == "123456"
     # The step under way when the client left still carries its row; the next one no longer does.
-    assert sizes[:2] == [2, 2] and set(sizes[2:]) == {1} and active == 0
+    assert sizes[0] == 2 and set(sizes[1:]) == {1} and active == 0
 
 
 @pytest.mark.parametrize("model", ["island-lstm", "island-gru", "island-ngram-word3"])
@@ -239,14 +271,17 @@ def test_a_rows_logits_do_not_depend_on_the_batch(model):
     prompts = [f"The engineer {i} said to Pencroft" + " and" * (i % 5) for i in range(32)]
     ids = [stepper.encode(p)[0] for p in prompts]
     starts = stepper.start(ids)  # prompts of equal length prefill together
-    states, pending = [s for s, _ in starts], np.array([t for _, t in starts])
+    states, first = [s for s, _ in starts], np.stack([logits for _, logits in starts])  # first (32, V)
+    pending = first.argmax(1)
     together, _ = stepper.step(states, pending)
-    alone = []
+    alone, alone_first = [], []
     for i in range(32):  # prefill and step each prompt by itself
-        (state, token), = stepper.start([ids[i]])
-        alone.append(stepper.step([state], np.array([token]))[0])
+        (state, logits), = stepper.start([ids[i]])
+        alone_first.append(logits)
+        alone.append(stepper.step([state], logits.argmax()[None])[0])
     alone = np.concatenate(alone)
     assert together.shape == (32, len(stepper.vocab)) and len({len(x) for x in ids}) < 32
+    np.testing.assert_allclose(first, np.stack(alone_first), rtol=0, atol=1e-5)
     np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
     assert (together.argmax(1) == alone.argmax(1)).all()
     # The same rows in the same order as the last step (its states given back whole): the stepper feeds

@@ -26,7 +26,7 @@ class Batch:
     def __init__(self, seqs: list[Sequence]):
         self.seqs = seqs
         self.states = [s.state for s in seqs]  # after the first step: the stepper's own batch of states
-        self.pending = np.array([s.pending for s in seqs], np.int64)  # (B,) tokens the model reads next
+        self.pending = np.array([s.pending for s in seqs], np.int64)  # (B,) tokens the model reads next (-1: none yet)
         self.plan = sampling.Plan([s.params for s in seqs])
         self.draws = sampling.Draws([s.draws for s in seqs])
         self.histories = [NO_HISTORY] * len(seqs)  # refreshed each step for the rows with a history
@@ -56,13 +56,18 @@ class Batch:
             self.pending = tokens[:, -1]
             return [sampling.sampled(logits[:, j], tokens[:, j], self.plan) for j in range(k)]
         logits, states = stepper.step(self.states, self.pending)  # logits (B, V)
+        return [self.sample(logits, states)]
+
+    def sample(self, logits: np.ndarray, states) -> sampling.Sampled:
+        """Every row's next token from its logits (B, V) with its own parameters and numbers; `states` are
+        the rows' states after reading what gave these logits (a step's, or the prefill's for a first token)."""
         for i in self.with_history:
             self.histories[i] = np.array(self.seqs[i].history, np.int64)
         sampled = sampling.step(logits, self.plan, self.histories, self.draws)
         self.states, self.pending = states, sampled.tokens
         for i in self.with_history:
             self.seqs[i].history.append(sampled.tokens.item(i))
-        return [sampled]
+        return sampled
 
     def ends(self, tokens: np.ndarray, eos: int | None) -> dict[int, str]:
         """The rows that end with the next token of each, tokens (B,) (counted here): "length" at max_tokens,

@@ -2,15 +2,17 @@
 
 One worker thread per model (onnxruntime and numpy never run on the event loop) loops:
 
-1. admit queued sequences while fewer than `max_active` are active, and prefill their prompts
-   (`stepper.start`: prompts of equal length in one graph call; rows are independent, see stepping);
+1. admit queued sequences while fewer than `max_active` are active, prefill their prompts (`stepper.start`:
+   prompts of equal length in one graph call, rows being independent, see stepping; a prompt read before
+   comes from the prompt cache) and sample each one's first token from the prefill's own logits, which goes
+   out at once: a sequence joins the batch with its first token made;
 2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
 3. one call for all active sequences (`batch.Batch`, kept while none joins or leaves), with the last call's
    states as they are: either one step of the graph on (B, ...), every row sampled with its own parameters
    and seeded generator (`sampling.step`) in a fixed number of numpy calls whatever B; or, when the model has
    a steps graph and every row samples by the plain rule, k tokens per row from one call of that graph,
-   which samples inside by the same rule with the same numbers (`_chunk` picks k: 1 while a row waits for
-   its first token, else as many as fit CHUNK_S, never past a row's max_tokens);
+   which samples inside by the same rule with the same numbers (`_chunk` picks k: as many as fit CHUNK_S,
+   never past a row's max_tokens);
 4. hand each token step to the event loop as one record; finished sequences leave at once.
 
 Per row and step, the worker does Python work only for rows that need it (a stop sequence: text on the
@@ -104,7 +106,7 @@ class Scheduler:
         self._cancels = False  # a sequence was cancelled since the worker last looked
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.steps = 0
+        self.steps = 0  # token steps handed out (each prefill's first tokens count as one)
         self._token_s = 0.0  # the last call of several tokens: its seconds per token
         # Children made now, so every loaded language model's series exist in a scrape from the start.
         self._m_active, self._m_waiting = metrics.GEN_ACTIVE.labels(model), metrics.GEN_WAITING.labels(model)
@@ -211,14 +213,19 @@ class Scheduler:
             return
         try:
             starts = self.stepper.start([s.ids for s in new])  # prefill: equal-length prompts together
+            for seq, (state, _) in zip(new, starts):
+                seq.state = state
+            # The first tokens, from the prefill's own logits (N, V): out at once, before the batch's next call.
+            first = Batch(new)
+            sampled = first.sample(np.stack([logits for _, logits in starts]), first.states)
         except Exception as exc:  # onnxruntime's own types; these sequences alone fail
             log.exception("%s: prefill failed", self.model)
             self._fail(new, GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}"))
             self._prefilling = 0
             return
-        for seq, (state, pending) in zip(new, starts):
-            seq.state, seq.pending = state, pending
-        self._set_active(self._active + new)
+        ends = self._emit(first, sampled.tokens, sampled.choices)
+        first.release()
+        self._set_active(self._active + [s for i, s in enumerate(new) if i not in ends])
         self._prefilling = 0
 
     def _set_active(self, seqs: list[Sequence]) -> None:
@@ -249,20 +256,26 @@ class Scheduler:
         if k > 1:
             self._token_s = (time.perf_counter() - t_call) / k
         for tokens, choices in results:  # no row ends before the last (Batch.chunk_limit)
-            self.steps += 1
-            ends = batch.ends(tokens, self.stepper.eos)
-            fresh = bool(batch.fresh)
-            # Usually no row needs Python work of its own: no stop sequence, log-probabilities, first or last token.
-            events = self._events(batch, tokens, choices, ends) if batch.worker_text or choices or ends or fresh else {}
-            self._deliver(Step(batch.seqs, tokens, events), urgent=fresh or bool(ends))
+            ends = self._emit(batch, tokens, choices)
         if ends:  # `_events` adds the rows that a stop sequence ends
             self._set_active([s for i, s in enumerate(batch.seqs) if i not in ends])
 
+    def _emit(self, batch: Batch, tokens: np.ndarray, choices: dict) -> dict[int, str]:
+        """Hand one token per row of `batch`, tokens (B,), to the event loop -> the rows it ends. At once when a
+        row gets its first or last token (time to first token; the end of an answer), else on the loop's timer."""
+        self.steps += 1
+        ends = batch.ends(tokens, self.stepper.eos)
+        fresh = bool(batch.fresh)
+        # Usually no row needs Python work of its own: no stop sequence, log-probabilities, first or last token.
+        events = self._events(batch, tokens, choices, ends) if batch.worker_text or choices or ends or fresh else {}
+        self._deliver(Step(batch.seqs, tokens, events), urgent=fresh or bool(ends))
+        return ends
+
     def _chunk(self, batch: Batch) -> int:
-        """Tokens per row for the next call: 1 for a batch with a row whose first token is next (it goes out at
-        once), else as many as fit CHUNK_S at the last chunk's time per token, within the batch's limit."""
+        """Tokens per row for the next call: as many as fit CHUNK_S at the last chunk's time per token, within
+        the batch's limit."""
         limit = batch.chunk_limit(self.stepper)
-        if limit == 1 or batch.fresh:
+        if limit == 1:
             return 1
         budget = int(CHUNK_S / self._token_s) if self._token_s else CHUNK_MAX
         return max(1, min(limit, CHUNK_MAX, budget))

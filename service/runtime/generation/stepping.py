@@ -5,9 +5,12 @@ A sequence is `(state, pending)`: `pending` is its newest token, which the model
 
 * recurrent (rnn/lstm/gru): the hidden state(s) after reading every earlier token, as a row handle
   `(batch state, b)`: row b of a step's (layers, B, hidden) outputs;
-* n-gram: the N-1 tokens before `pending`, (N-1,) int64.
+* n-gram: the N-1 tokens before `pending`, (N-1,) int64 (`<s>`-padded).
 
-`start(prompts)` makes the first (state, pending) of each new sequence (recurrent prefill runs the graph).
+`start(prompts)` reads each new sequence's prompt (the prefill) -> its state after the whole prompt and the
+logits (V,) of its first token, which the scheduler samples at once (the prefill's own last position, as
+LLM servers do: no extra step for the first token). Recurrent models read identical prompts in a call once,
+and a prompt read before comes from their prompt cache (prompt_cache.py).
 `step(states, pending)` reads one pending token per sequence for B sequences at once -> logits (B, V) of the
 next token, and the B sequences' new states as one sequence of row states (`states[b]` is row b's). Given
 back whole to the next step (the same rows in the same order, the scheduler's usual case), it is fed as it
@@ -28,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from service.runtime.generation.prompt_cache import PromptCache
 from zooserve.card import ModelCard
 from zooserve.text import CLOSERS, SENTENCE_END, Vocab, char_stream
 
@@ -67,9 +71,11 @@ def _open_char_text(text: str) -> str:
 class RecurrentStep:
     eos: int | None = None  # char RNNs have no end token: "\n" is just a paragraph break
 
-    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn, steps_run: RunFn | None = None):
+    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn, steps_run: RunFn | None = None, *,
+                 cache: PromptCache | None = None):
         self.card, self.vocab, self.run = card, vocab, run
         self.steps_run = steps_run  # the card's steps graph (several tokens per call), if it has one
+        self.cache = cache if cache is not None else PromptCache(0, card.name)  # states after whole prompts (capacity 0: none kept)
         self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.state_in = [s.name for s in card.inputs[1:]]  # h0 (, c0)
         self.state_out = [s.name for s in card.outputs[1:]]  # hn (, cn), in the same order
@@ -80,21 +86,33 @@ class RecurrentStep:
         ids = self.vocab.encode(_open_char_text(text))
         return primed(self.vocab, ids), len(ids)
 
-    def start(self, prompts: list[np.ndarray]) -> list[tuple[State, int]]:
-        """Blocking: for each prompt (T,), T >= 1, read all but its last id from a zero state. Prompts of
-        equal length go through the graph together, tokens (B, T-1): one call instead of B (a prefill of T
-        tokens costs T steps inside the graph)."""
-        out: list[tuple[State, int] | None] = [None] * len(prompts)
-        by_length: dict[int, list[int]] = {}
+    def start(self, prompts: list[np.ndarray]) -> list[tuple[State, np.ndarray]]:
+        """Blocking: for each prompt (T,), T >= 1, read all its ids from a zero state -> (state, logits (V,)).
+        Distinct prompts of equal length go through the graph together, tokens (B, T): one call instead of B
+        (a prefill of T tokens costs T steps inside the graph); identical prompts are read once, and one
+        read before may come from the prompt cache."""
+        out: list[tuple[State, np.ndarray] | None] = [None] * len(prompts)
+        todo: dict[bytes, list[int]] = {}  # each distinct prompt the graph must read -> the rows that sent it
         for i, ids in enumerate(prompts):
-            by_length.setdefault(len(ids), []).append(i)
-        for length, rows in by_length.items():
-            state = zero_state(self.card, len(rows))
-            if length > 1:
-                res = self.run({"tokens": np.stack([prompts[i][:-1] for i in rows]), **state})
-                state = {i: res[o] for i, o in zip(self.state_in, self.state_out)}
-            for row, st in zip(rows, BatchStates(state, len(rows))):
-                out[row] = (st, int(prompts[row][-1]))
+            key = self.cache.key(ids)
+            if (hit := self.cache.get(key)) is not None:
+                out[i] = hit
+            else:
+                todo.setdefault(key, []).append(i)
+        by_length: dict[int, list[tuple[bytes, list[int]]]] = {}
+        for key, rows in todo.items():
+            by_length.setdefault(len(prompts[rows[0]]), []).append((key, rows))
+        for groups in by_length.values():
+            res = self.run({"tokens": np.stack([prompts[rows[0]] for _, rows in groups]),  # (G, T)
+                            **zero_state(self.card, len(groups))})
+            logits = res[self.logits][:, -1, :]  # (G, V)
+            for g, (key, rows) in enumerate(groups):
+                # Copies: a row's state and logits alone, not views that keep the whole (G, T, V) output alive.
+                state = ({i: res[o][:, g:g + 1].copy() for i, o in zip(self.state_in, self.state_out)}, 0)
+                entry = self.cache.put(key, (state, logits[g].copy()))
+                for row in rows:
+                    out[row] = entry
+        self.cache.count(hits=len(prompts) - len(todo), misses=len(todo))
         return out
 
     def _gather(self, states: list[State]) -> dict[str, np.ndarray]:
@@ -150,7 +168,8 @@ class BatchStates:
 class NgramStep:
     steps_run = None  # one token per call: an n-gram step is a table lookup, cheaper than a Loop's overhead
 
-    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn, steps_run: None = None):
+    def __init__(self, card: ModelCard, vocab: Vocab, run: RunFn, steps_run: None = None, *, cache: None = None):
+        # No prompt cache: a prefill is one table lookup per prompt.
         self.card, self.vocab, self.run = card, vocab, run
         self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.n = card.preprocess.context_length  # N-1
@@ -175,9 +194,12 @@ class NgramStep:
             return np.array([], np.int64), count
         return segs[-1], count
 
-    def start(self, prompts: list[np.ndarray]) -> list[tuple[State, int]]:
-        fulls = [bos_padded(self.vocab, self.n + 1, ids) for ids in prompts]
-        return [(full[-self.n - 1:-1], int(full[-1])) for full in fulls]
+    def start(self, prompts: list[np.ndarray]) -> list[tuple[State, np.ndarray]]:
+        """Each prompt's last N-1 tokens (`<s>`-padded) -> (that context (N-1,), log_probs (V,) of the first
+        token): one graph call for all of them."""
+        ctx = np.stack([bos_padded(self.vocab, self.n, ids)[-self.n:] for ids in prompts])  # (B, N-1)
+        logp = self.run({self.input: ctx})[self.output]  # (B, V)
+        return [(ctx[b], logp[b]) for b in range(len(prompts))]
 
     def step(self, states: np.ndarray | list[State], pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """states: the last step's contexts (B, N-1) as they are, or a list of rows (N-1,) to stack."""

@@ -21,6 +21,7 @@ from typing import ClassVar
 import numpy as np
 
 from service.runtime.errors import BadInput, ModelLoadError
+from service.runtime.generation.prompt_cache import PromptCache
 from service.runtime.generation.request import GenRequest, Generation
 from service.runtime.generation.scheduler import Scheduler
 from service.runtime.generation.stepping import NgramStep, RecurrentStep, primed, zero_state
@@ -61,7 +62,9 @@ class LanguageModel(ServedModel):
         super().__init__(card, session, files=files, settings=settings, **kw)
         self.vocab = card_vocab(card, files)
         steps = self.graphs.get("steps")  # recurrent models: several tokens per call (training/export/lm_steps.py)
-        self.stepper = self.stepper_class(card, self.vocab, session.run, steps.session.run if steps else None)
+        cache = PromptCache(settings.generation_prompt_cache, card.name) if self.stepper_class is RecurrentStep else None
+        self.stepper = self.stepper_class(card, self.vocab, session.run, steps.session.run if steps else None,
+                                          cache=cache)
         self.scheduler = Scheduler(self.stepper, model=card.name, max_active=settings.generation_max_active,
                                    max_waiting=settings.generation_max_waiting)
 
