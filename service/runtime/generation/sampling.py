@@ -41,21 +41,23 @@ class SamplingParams:
     logprobs: int | None = None  # None: no log-probabilities; k: the chosen token's and k alternatives (0..20)
 
     def __post_init__(self):
+        # Each message is formatted only if its check fails: formatting all six took ~35 us per request.
         checks = [
             (isinstance(self.temperature, (int, float)) and 0 <= self.temperature <= 100,
-             f"temperature must be between 0 and 100, got {shown(self.temperature)}"),
-            (is_int(self.top_k) and self.top_k >= 0, f"top_k must be an integer >= 0, got {shown(self.top_k)}"),
-            (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1, f"top_p must be in (0, 1], got {shown(self.top_p)}"),
+             lambda: f"temperature must be between 0 and 100, got {shown(self.temperature)}"),
+            (is_int(self.top_k) and self.top_k >= 0, lambda: f"top_k must be an integer >= 0, got {shown(self.top_k)}"),
+            (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1,
+             lambda: f"top_p must be in (0, 1], got {shown(self.top_p)}"),
             (isinstance(self.repetition_penalty, (int, float)) and 0 < self.repetition_penalty <= 10,
-             f"repetition_penalty must be in (0, 10], got {shown(self.repetition_penalty)}"),
+             lambda: f"repetition_penalty must be in (0, 10], got {shown(self.repetition_penalty)}"),
             (self.seed is None or (is_int(self.seed) and 0 <= self.seed < SEED_LIMIT),
-             f"seed must be an integer in [0, 2**63), got {shown(self.seed)}"),
+             lambda: f"seed must be an integer in [0, 2**63), got {shown(self.seed)}"),
             (self.logprobs is None or (is_int(self.logprobs) and 0 <= self.logprobs <= MAX_LOGPROBS),
-             f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {shown(self.logprobs)}"),
+             lambda: f"logprobs must be an integer from 0 to {MAX_LOGPROBS}, got {shown(self.logprobs)}"),
         ]
         for ok, message in checks:
             if not ok:
-                raise BadInput(message)
+                raise BadInput(message())
 
 
 def is_int(value) -> bool:
