@@ -7,6 +7,7 @@ import asyncio
 import copy
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -224,6 +225,46 @@ def test_a_first_token_comes_from_the_prefill_and_a_failed_prefill_fails_only_it
         return one, steps_after_one, after
 
     assert run(body) == (("3", "length"), 0, ("123", "length"))
+
+
+def test_one_slow_call_does_not_keep_the_steps_graph_at_one_token_per_call():
+    """k follows the last call's time per token. It used to be measured on calls of several tokens only, so
+    one stalled call (here 0.2 s for 16 tokens: over CHUNK_S per token) set k to 1 for good."""
+
+    class ChunkingStep(CountingStep):
+        steps_run = True  # has a steps graph: `steps` below
+        calls: list[int] = []
+
+        def steps(self, states, pending, uniforms, temperature):
+            k = uniforms.shape[1]
+            self.calls.append(k)
+            if len(self.calls) == 2:
+                time.sleep(0.2)  # the stall
+            tokens = (pending[:, None] + np.arange(1, k + 1)) % V  # (B, k)
+            logits = np.stack([self.logits(tokens[:, j] - 1) for j in range(k)], axis=1)  # (B, k, V)
+            return tokens, logits, states
+
+        def step(self, states, pending):
+            self.calls.append(1)
+            return super().step(states, pending)
+
+    class NoStops(Collect):
+        stop = ()  # no stop sequences: the tokens' text is the event loop's, and a call may make several
+
+    async def body():
+        step = ChunkingStep()
+        sched = Scheduler(step, model="fake-chunks", max_active=2, max_waiting=2)
+        sched.start()
+        s = Sequence(np.array([0], np.int64), SamplingParams(temperature=0), np.random.default_rng(0),
+                     max_tokens=120, pipeline=NoStops())
+        text = await text_of(sched, sched.submit(s))
+        await sched.drain_and_stop()
+        return text, step.calls
+
+    (text, finish), calls = run(body)
+    assert text == "".join(str(t % V) for t in range(1, 121)) and finish == "length"
+    assert calls[:3] == [16, 16, 1]  # the stalled call, then one token per call ...
+    assert max(calls[3:]) == 16  # ... until the next call, fast again, was measured
 
 
 def test_cancel_frees_the_slot_before_the_next_step():

@@ -107,7 +107,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.steps = 0  # token steps handed out (each prefill's first tokens count as one)
-        self._token_s = 0.0  # the last call of several tokens: its seconds per token
+        self._token_s = 0.0  # the last call's seconds per token (0: none yet)
         # Children made now, so every loaded language model's series exist in a scrape from the start.
         self._m_active, self._m_waiting = metrics.GEN_ACTIVE.labels(model), metrics.GEN_WAITING.labels(model)
         self._m_ttft = metrics.TIME_TO_FIRST_TOKEN.labels(model)
@@ -253,8 +253,10 @@ class Scheduler:
             self._fail(batch.seqs, GenerationFailed(f"generation step failed: {type(exc).__name__}: {exc}"))
             self._set_active([])
             return
-        if k > 1:
-            self._token_s = (time.perf_counter() - t_call) / k
+        # Every call, one token or several: measured only on calls of several, one slow call (a stall of the
+        # machine, or a ramp of arrivals keeping the GIL) could set k to 1 for good, with nothing to measure
+        # it again (seen: a burst of 32 streams stepping one token per call from then on).
+        self._token_s = (time.perf_counter() - t_call) / k
         for tokens, choices in results:  # no row ends before the last (Batch.chunk_limit)
             ends = self._emit(batch, tokens, choices)
         if ends:  # `_events` adds the rows that a stop sequence ends
