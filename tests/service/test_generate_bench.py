@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,3 +25,21 @@ def test_gen_bench_dry_run_prints_and_saves_its_table(capsys, tmp_path):
     text = saved.read_text()
     assert f"benchmarks/gen_bench.py --dry-run --model island-lstm --save {tmp_path}`" in text
     assert text.endswith(out.strip() + "\n")  # the report as printed
+
+
+def test_gen_ab_dry_run_compares_two_checkouts_burst_by_burst(capsys, tmp_path):
+    """Against this very checkout (any directory with service/cli.py): both servers answer, every burst has
+    its ratio, and the paired line is printed; a directory that is not a checkout is refused."""
+    spec = importlib.util.spec_from_file_location("gen_ab", ROOT / "benchmarks" / "gen_ab.py")
+    ab = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ab)
+    assert ab.main(["--dry-run", "--model", "island-lstm", "--against", str(ROOT)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| this checkout |", "| --against |"))]
+    assert len(rows) == 2 and all(len(r.split("|")[3].split(",")) == 2 for r in rows)  # 2 rounds each
+    assert all(float(r.split("|")[2]) > 0 for r in rows)
+    assert "the median of the rounds' paired ratios" in out
+    with pytest.raises(SystemExit) as refused:
+        ab.main(["--dry-run", "--against", str(tmp_path)])
+    assert refused.value.code == 2
+    assert "is not a zooserve checkout" in capsys.readouterr().err
