@@ -150,7 +150,8 @@ async def _one_stream(host: str, port: int, model: str, tokens: int, seed: int,
     return first, time.perf_counter() - t0, json.loads(event)["details"]["generated_tokens"]
 
 
-async def stream_once(base: str, model: str, streams: int, tokens: int, prompts: str = "same") -> tuple[float, int, float]:
+async def stream_once(base: str, model: str, streams: int, tokens: int,
+                      prompts: str = "same") -> tuple[float, int, float]:
     """`streams` concurrent requests of `tokens` tokens -> (wall seconds, tokens in all, median seconds per
     token of one stream after its first: its time per output token)."""
     host, port = base.removeprefix("http://").split(":")

@@ -75,7 +75,8 @@ class RecurrentStep:
                  cache: PromptCache | None = None):
         self.card, self.vocab, self.run = card, vocab, run
         self.steps_run = steps_run  # the card's steps graph (several tokens per call), if it has one
-        self.cache = cache if cache is not None else PromptCache(0, card.name)  # states after whole prompts (capacity 0: none kept)
+        # The states after whole prompts (capacity 0, as when none is given: none kept).
+        self.cache = cache if cache is not None else PromptCache(0, card.name)
         self.texts = token_texts(vocab)  # id -> how the token reads in generated text
         self.state_in = [s.name for s in card.inputs[1:]]  # h0 (, c0)
         self.state_out = [s.name for s in card.outputs[1:]]  # hn (, cn), in the same order

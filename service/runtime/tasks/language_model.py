@@ -62,7 +62,8 @@ class LanguageModel(ServedModel):
         super().__init__(card, session, files=files, settings=settings, **kw)
         self.vocab = card_vocab(card, files)
         steps = self.graphs.get("steps")  # recurrent models: several tokens per call (training/export/lm_steps.py)
-        cache = PromptCache(settings.generation_prompt_cache, card.name) if self.stepper_class is RecurrentStep else None
+        recurrent = self.stepper_class is RecurrentStep  # n-gram models need no prompt cache (see stepping)
+        cache = PromptCache(settings.generation_prompt_cache, card.name) if recurrent else None
         self.stepper = self.stepper_class(card, self.vocab, session.run, steps.session.run if steps else None,
                                           cache=cache)
         self.scheduler = Scheduler(self.stepper, model=card.name, max_active=settings.generation_max_active,
