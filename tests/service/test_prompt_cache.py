@@ -1,6 +1,7 @@
-"""The prompt cache: a prompt read once (or twice in one prefill) is not read again; its state and first
-logits are those a fresh prefill gives; the least recently used prompt goes first; entries hold no views
-of larger arrays; and through the server, answers are the same with the cache as without it."""
+"""The prefill and its prompt cache: a prompt read once (or twice in one prefill) is not read again; its state
+and first logits are those a fresh prefill gives; the least recently used prompt goes first; entries hold no
+views of larger arrays; a long prompt read in chunks ends in the state of one pass; and through the server,
+answers are the same with the cache as without it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from service.runtime.engine.session import OnnxModel, session_options
+from service.runtime.generation import stepping
 from service.runtime.generation.prompt_cache import PromptCache
 from service.runtime.generation.stepping import RecurrentStep
 from zooserve.card import load_card
@@ -93,6 +95,22 @@ def test_capacity_zero_keeps_nothing(parts):
     step.start([a, a])
     assert calls == [(1, len(a)), (1, len(a))] and len(step.cache) == 0
     assert counted("cache-off") == (1.0, 2.0)  # the duplicate in one prefill is still read once
+
+
+def test_a_long_prompt_is_read_in_chunks_to_the_state_of_one_pass(parts, monkeypatch):
+    """PREFILL_CHUNK bounds each call's tokens (the logits output grows with them); each chunk starts from
+    the state the last ended in, so the first token's logits and the state are one pass's."""
+    text = "The engineer and the sailor went up the river to the granite wall. " * 2
+    whole, _ = stepper(parts, 0, "prefill-whole")
+    (state, logits), = whole.start([ids(whole, text)])
+    monkeypatch.setattr(stepping, "PREFILL_CHUNK", 16)
+    chunked, calls = stepper(parts, 0, "prefill-chunks")
+    prompt = ids(chunked, text)
+    (chunk_state, chunk_logits), = chunked.start([prompt])
+    assert len(prompt) % 16 and [t for _, t in calls] == [16] * (len(prompt) // 16) + [len(prompt) % 16]
+    np.testing.assert_allclose(chunk_logits, logits, rtol=0, atol=1e-5)
+    for name in chunked.state_in:
+        np.testing.assert_allclose(chunk_state[0][name], state[0][name], rtol=0, atol=1e-5)
 
 
 def test_answers_are_the_same_with_the_cache_as_without_it(serve, tmp_path):

@@ -36,6 +36,9 @@ from zooserve.card import ModelCard
 from zooserve.text import CLOSERS, SENTENCE_END, Vocab, char_stream
 
 State = Any
+# Prompt tokens per prefill call. The graph's buffers and its logits output (G, t, V) grow with t: 64 prompts of
+# 8,000 characters in one call would allocate 164 MB of logits for island-lstm, in chunks of 1024 tokens 21 MB.
+PREFILL_CHUNK = 1024
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
@@ -90,8 +93,8 @@ class RecurrentStep:
     def start(self, prompts: list[np.ndarray]) -> list[tuple[State, np.ndarray]]:
         """Blocking: for each prompt (T,), T >= 1, read all its ids from a zero state -> (state, logits (V,)).
         Distinct prompts of equal length go through the graph together, tokens (B, T): one call instead of B
-        (a prefill of T tokens costs T steps inside the graph); identical prompts are read once, and one
-        read before may come from the prompt cache."""
+        (a prefill of T tokens costs T steps inside the graph; a long one is read PREFILL_CHUNK tokens per
+        call); identical prompts are read once, and one read before may come from the prompt cache."""
         out: list[tuple[State, np.ndarray] | None] = [None] * len(prompts)
         todo: dict[bytes, list[int]] = {}  # each distinct prompt the graph must read -> the rows that sent it
         for i, ids in enumerate(prompts):
@@ -104,13 +107,16 @@ class RecurrentStep:
         for key, rows in todo.items():
             by_length.setdefault(len(prompts[rows[0]]), []).append((key, rows))
         for groups in by_length.values():
-            res = self.run({"tokens": np.stack([prompts[rows[0]] for _, rows in groups]),  # (G, T)
-                            **zero_state(self.card, len(groups))})
+            tokens = np.stack([prompts[rows[0]] for _, rows in groups])  # (G, T)
+            state = zero_state(self.card, len(groups))
+            for lo in range(0, tokens.shape[1], PREFILL_CHUNK):  # each chunk from the state the last ended in
+                res = self.run({"tokens": tokens[:, lo:lo + PREFILL_CHUNK], **state})
+                state = {i: res[o] for i, o in zip(self.state_in, self.state_out)}
             logits = res[self.logits][:, -1, :]  # (G, V)
             for g, (key, rows) in enumerate(groups):
-                # Copies: a row's state and logits alone, not views that keep the whole (G, T, V) output alive.
-                state = ({i: res[o][:, g:g + 1].copy() for i, o in zip(self.state_in, self.state_out)}, 0)
-                entry = self.cache.put(key, (state, logits[g].copy()))
+                # Copies: a row's state and logits alone, not views that keep the whole (G, t, V) output alive.
+                state_g = ({name: array[:, g:g + 1].copy() for name, array in state.items()}, 0)
+                entry = self.cache.put(key, (state_g, logits[g].copy()))
                 for row in rows:
                     out[row] = entry
         self.cache.count(hits=len(prompts) - len(todo), misses=len(todo))
