@@ -233,7 +233,10 @@ def test_one_slow_call_does_not_keep_the_steps_graph_at_one_token_per_call():
 
     class ChunkingStep(CountingStep):
         steps_run = True  # has a steps graph: `steps` below
-        calls: list[int] = []
+
+        def __init__(self):
+            super().__init__()
+            self.calls: list[int] = []  # tokens per call, in order
 
         def steps(self, states, pending, uniforms, temperature):
             k = uniforms.shape[1]

@@ -24,13 +24,13 @@ from service.runtime.errors import BadInput, ModelLoadError
 from service.runtime.generation.prompt_cache import PromptCache
 from service.runtime.generation.request import GenRequest, Generation
 from service.runtime.generation.scheduler import Scheduler
-from service.runtime.generation.stepping import NgramStep, RecurrentStep, primed, zero_state
+from service.runtime.generation.stepping import PREFILL_CHUNK, NgramStep, RecurrentStep, primed, zero_state
 from service.runtime.tasks.base import GraphModel, ServedModel
 from zooserve.numeric import log_softmax
 from zooserve.text import Vocab
 
 MAX_CHARS = 100_000
-SCORE_CHUNK = 1024  # tokens per graph call when a recurrent model scores a text
+SCORE_CHUNK = PREFILL_CHUNK  # tokens per graph call when a recurrent model scores a text: the prefill's bound
 # Rows (tokens) per graph call when an n-gram model scores a text, one candidate each. Such a call runs
 # alone (it is over max_batch_size) and costs at most about twice the table lookups of a full batch of 64
 # whole distributions: the char 8-gram 4,096 x 20 = 82k against 64 x (81 x 7 + 13) = 37k, the word trigram
@@ -62,12 +62,14 @@ class LanguageModel(ServedModel):
         super().__init__(card, session, files=files, settings=settings, **kw)
         self.vocab = card_vocab(card, files)
         steps = self.graphs.get("steps")  # recurrent models: several tokens per call (training/export/lm_steps.py)
-        recurrent = self.stepper_class is RecurrentStep  # n-gram models need no prompt cache (see stepping)
-        cache = PromptCache(settings.generation_prompt_cache, card.name) if recurrent else None
         self.stepper = self.stepper_class(card, self.vocab, session.run, steps.session.run if steps else None,
-                                          cache=cache)
+                                          cache=self.prompt_cache())
         self.scheduler = Scheduler(self.stepper, model=card.name, max_active=settings.generation_max_active,
                                    max_waiting=settings.generation_max_waiting)
+
+    def prompt_cache(self) -> PromptCache | None:
+        """The stepper's cache of states after whole prompts: none here (an n-gram prefill is a table lookup)."""
+        return None
 
     def index_bounds(self) -> dict[str, tuple[int, int]]:
         return {self.card.inputs[0].name: (0, len(self.vocab) - 1)}  # tokens (B, T) or context (B, N-1)
@@ -116,6 +118,8 @@ class RecurrentLanguageModel(LanguageModel):
     def graph_class(self, role: str) -> type[GraphModel]:
         return StepsGraph if role == "steps" else super().graph_class(role)
 
+    def prompt_cache(self) -> PromptCache:
+        return PromptCache(self.settings.generation_prompt_cache, self.card.name)
 
     async def token_logprobs(self, text: str, timeout_s: float) -> tuple[np.ndarray, np.ndarray]:
         """The text in chunks of SCORE_CHUNK tokens, each chunk starting from the state the last one ended
