@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from service import __version__, docs, http_errors
 from zooserve import cpu
 from service.logs import configure_logging
-from service.fastpath import InferFastPath
+from service.fastpath import FastPath
 from service.middleware import AdminOnly, Announce, ApiKey, BodyLimit, RequestMetrics
 from service.routers import (cards, classify, completions, embed, generate, health, infer, metrics, models,
                              playground, reconstruct, repository, sample, score)
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
     # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI,
     # inside the announcements of requests on their way to a batcher (after the key check: a refused
     # request is not waited for).
-    app.add_middleware(InferFastPath, state=app.state)
+    app.add_middleware(FastPath, state=app.state)
     app.add_middleware(Announce, arrivals=arrivals)
     app.add_middleware(AdminOnly, admin_key=settings.admin_key if settings.repository_control else None)
     if settings.api_key:

@@ -1,4 +1,5 @@
-"""Server-sent events: the one encoder both streaming endpoints use (`data: <json>` lines, blank-line ended).
+"""Server-sent events: the one encoder and the one response both streaming endpoints use (`data: <json>`
+lines, blank-line ended).
 
 Each item of the source is a list of events ready together (several tokens when the client reads slower
 than the model steps); they go out in one write, so a busy server sends fewer, larger chunks.
@@ -6,16 +7,18 @@ than the model steps); they go out in one write, so a busy server sends fewer, l
 
 from __future__ import annotations
 
+import asyncio
 from typing import AsyncIterator, Callable
 
 import orjson
-from starlette.background import BackgroundTask
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
 
 from service.http_errors import error_body
 from service.runtime.errors import ServiceError
+from service.runtime.generation.request import disconnected
 
-HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering of the stream
+HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+           (b"x-accel-buffering", b"no")]  # no proxy buffering of the stream
 
 
 def encode(event: dict | str) -> bytes:
@@ -24,21 +27,46 @@ def encode(event: dict | str) -> bytes:
     return b"data: " + data + b"\n\n"
 
 
-def response(source: AsyncIterator[list[dict | str]], on_close: Callable[[], None], path: str = "") -> StreamingResponse:
-    """Stream `source`. An error after the stream has started can only be told in-band: `{"error": ...}`, in
-    the shape of the route at `path` (service.http_errors.error_body).
-    When the client disconnects, Starlette cancels the stream (the source's `finally` cancels its sequence);
-    `on_close` runs after the response in every case, also when the stream never started."""
+class EventStream(Response):
+    """Stream `source` as server-sent events; `on_close` runs once the response is over, however it ends.
 
-    async def body():
+    An error after the stream has started can only be told in-band: `{"error": ...}`, in the shape of the
+    route at `path` (service.http_errors.error_body). A client that disconnects ends the stream at once: the
+    source is cancelled (its `finally` cancels its sequence) and `on_close` frees the slot.
+
+    Why not Starlette's StreamingResponse: under uvicorn (ASGI spec 2.3) it runs every stream in an anyio
+    task group with cancel scopes to listen for the disconnect. Two plain tasks and asyncio.wait do the same
+    job for less of the event loop's time per request (docs/generation.md), which is what 32 streams
+    arriving together queue on."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, source: AsyncIterator[list[dict | str]], on_close: Callable[[], None], path: str = ""):
+        # Response.__init__ would render a body; a stream has none up front.
+        self.source, self.on_close, self.path = source, on_close, path
+        self.status_code, self.background = 200, None
+
+    async def __call__(self, scope, receive, send) -> None:
+        work = asyncio.ensure_future(self._send(send))
+        gone = asyncio.ensure_future(disconnected(receive))
         try:
-            async for events in source:
-                yield b"".join(encode(e) for e in events)
+            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when this request's own task is cancelled (shutdown)
+            gone.cancel()
+            if not work.done():
+                work.cancel()
+            self.on_close()
+        if work.done():  # not when the client left: then it was cancelled above and is still unwinding
+            work.result()  # a bug in the source: uvicorn logs it and closes the connection
+
+    async def _send(self, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+        try:
+            async for events in self.source:
+                await send({"type": "http.response.body", "body": b"".join(encode(e) for e in events),
+                            "more_body": True})
         except ServiceError as exc:
-            yield encode(error_body(exc.status, str(exc), path))
+            await send({"type": "http.response.body", "body": encode(error_body(exc.status, str(exc), self.path)),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def close() -> None:  # a coroutine: Starlette would run a plain function in its thread pool
-        on_close()
-
-    return StreamingResponse(body(), media_type="text/event-stream", headers=HEADERS,
-                             background=BackgroundTask(close))

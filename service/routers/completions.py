@@ -15,7 +15,6 @@ import uuid
 from fastapi import APIRouter, Request
 
 from service import sse
-from service.deps import Config, Repo
 from service.responses import JSON
 from service.runtime.generation.request import Generation, parse
 from service.runtime.generation.sampling import Choice
@@ -43,19 +42,21 @@ def _usage(gen: Generation, completion_tokens: int) -> dict:
             "total_tokens": gen.prompt_tokens + completion_tokens}
 
 
-@router.post("/completions", responses=RESPONSES, openapi_extra=json_body(CompletionRequest))
-async def completions(request: Request, repo: Repo, settings: Config):
-    body = parse_json(CompletionRequest, await request.body())
-    repo.entry(body.model)  # 404 for an unknown model, before the prompt and sampling checks
-    prompt = body.prompt[0] if isinstance(body.prompt, list) and len(body.prompt) == 1 else body.prompt
-    req = parse(prompt, body.model_dump(), settings, prompt_field="prompt")
-    include_usage = body.stream_options is not None and body.stream_options.include_usage
-    async with repo.acquire(body.model) as served:
+async def answer(state, body: bytes, receive, path: str) -> JSON | sse.EventStream:
+    """POST /v1/completions, from either entrance (the route below, or service.fastpath); `receive`: the
+    request's ASGI channel, watched for a client that leaves; `path`: the request's, for the error shape."""
+    repo = state.repository
+    doc = parse_json(CompletionRequest, body)
+    repo.entry(doc.model)  # 404 for an unknown model, before the prompt and sampling checks
+    prompt = doc.prompt[0] if isinstance(doc.prompt, list) and len(doc.prompt) == 1 else doc.prompt
+    req = parse(prompt, doc.model_dump(), state.settings, prompt_field="prompt")
+    include_usage = doc.stream_options is not None and doc.stream_options.include_usage
+    async with repo.acquire(doc.model) as served:
         gen = served.generate(req)  # queued: the scheduler drains it before the model is released
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": gen.model.name, "system_fingerprint": f"seed-{gen.seed}"}
-    if not body.stream:
-        text, finish, events = await gen.collect(request.receive)
+    if not doc.stream:
+        text, finish, events = await gen.collect(receive)
         return JSON({**head, "choices": [{"text": text, "index": 0,
                                           "logprobs": _logprobs(gen, [e.choice for e in events]),
                                           "finish_reason": finish}], "usage": _usage(gen, len(events))})
@@ -69,4 +70,10 @@ async def completions(request: Request, repo: Repo, settings: Config):
                    for e in batch]
         yield ([{**head, "choices": [], "usage": _usage(gen, count)}] if include_usage else []) + ["[DONE]"]
 
-    return sse.response(chunks(), gen.close, request.url.path)
+    return sse.EventStream(chunks(), gen.close, path)
+
+
+# The route documents the endpoint in OpenAPI; service.fastpath answers it ahead of FastAPI.
+@router.post("/completions", responses=RESPONSES, openapi_extra=json_body(CompletionRequest))
+async def completions(request: Request):
+    return await answer(request.app.state, await request.body(), request.receive, request.url.path)

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import StreamingResponse
 
 from service import sse
-from service.deps import Config, ModelName, Repo
+from service.deps import ModelName
 from service.responses import JSON
 from service.runtime.generation.request import Generation, parse, token_logprobs
 from service.schemas.base import parse_json
@@ -26,11 +26,11 @@ STREAM = {200: {"description": "one event per token; an error after the stream b
           **errors(*GENERATION_ERRORS)}
 
 
-async def _start(model: str, request: Request, repo: Repo, settings: Config) -> Generation:
-    repo.entry(model)  # an unknown model is a 404 before the body is read
-    doc = parse_json(GenerateRequest, await request.body())
-    req = parse(doc.text_input, doc.parameters.model_dump(), settings, prompt_field="text_input")
-    async with repo.acquire(model) as served:
+async def _start(state, model: str, body: bytes) -> Generation:
+    state.repository.entry(model)  # an unknown model is a 404 before the body is parsed
+    doc = parse_json(GenerateRequest, body)
+    req = parse(doc.text_input, doc.parameters.model_dump(), state.settings, prompt_field="text_input")
+    async with state.repository.acquire(model) as served:
         return served.generate(req)  # queued: the scheduler drains it before the model is released
 
 
@@ -38,21 +38,20 @@ def _head(gen: Generation) -> dict:
     return {"model_name": gen.model.name, "model_version": str(gen.model.version)}
 
 
-@router.post("/{model}/generate", response_model=GenerateResponse, responses=errors(*GENERATION_ERRORS),
-             openapi_extra=json_body(GenerateRequest))
-async def generate(model: ModelName, request: Request, repo: Repo, settings: Config):
-    gen = await _start(model, request, repo, settings)
-    text, finish, events = await gen.collect(request.receive)
+async def answer(state, model: str, body: bytes, receive) -> JSON:
+    """POST /v2/models/{model}/generate, from either entrance (the route below, or service.fastpath);
+    `receive`: the request's ASGI channel, watched for a client that leaves."""
+    gen = await _start(state, model, body)
+    text, finish, events = await gen.collect(receive)
     details = gen.details(finish, len(events))
     if gen.req.logprobs is not None:
         details["logprobs"] = [token_logprobs(gen.texts, e.choice) for e in events]
     return JSON({**_head(gen), "text_output": text, "details": details})
 
 
-@router.post("/{model}/generate_stream", response_class=StreamingResponse, responses=STREAM,
-             openapi_extra=json_body(GenerateRequest))
-async def generate_stream(model: ModelName, request: Request, repo: Repo, settings: Config):
-    gen = await _start(model, request, repo, settings)
+async def stream(state, model: str, body: bytes) -> sse.EventStream:
+    """POST /v2/models/{model}/generate_stream, from either entrance."""
+    gen = await _start(state, model, body)
     head = _head(gen)
 
     async def events():
@@ -69,4 +68,17 @@ async def generate_stream(model: ModelName, request: Request, repo: Repo, settin
                 out.append(doc)
             yield out
 
-    return sse.response(events(), gen.close)
+    return sse.EventStream(events(), gen.close)
+
+
+# The routes document the endpoints in OpenAPI; service.fastpath answers them ahead of FastAPI.
+@router.post("/{model}/generate", response_model=GenerateResponse, responses=errors(*GENERATION_ERRORS),
+             openapi_extra=json_body(GenerateRequest))
+async def generate(model: ModelName, request: Request):
+    return await answer(request.app.state, model, await request.body(), request.receive)
+
+
+@router.post("/{model}/generate_stream", response_class=StreamingResponse, responses=STREAM,
+             openapi_extra=json_body(GenerateRequest))
+async def generate_stream(model: ModelName, request: Request):
+    return await stream(request.app.state, model, await request.body())

@@ -133,6 +133,42 @@ def test_sse_wire_format_and_stream_equals_non_stream(gen_repo, serve):
     assert [c["choices"][0]["finish_reason"] for c in tokens] == [None] * 39 + ["length"]
 
 
+def test_fastapi_generation_routes_answer_like_the_asgi_fast_path(gen_repo, serve, monkeypatch):
+    """service.fastpath answers generate, generate_stream and /v1/completions ahead of FastAPI; the FastAPI
+    routes (OpenAPI, and the same functions behind them) must give the same answers, errors included."""
+    from service.fastpath import FastPath
+
+    params = {"temperature": 0.8, "seed": 5, "max_tokens": 12, "logprobs": 1}
+    completion = {"model": "island-lstm", "prompt": PROMPT, "max_tokens": 12, "seed": 5}
+    requests = [("/v2/models/island-lstm/generate", {"text_input": PROMPT, "parameters": params}),
+                ("/v2/models/island-lstm/generate_stream", {"text_input": PROMPT, "parameters": params}),
+                ("/v1/completions", completion),
+                ("/v1/completions", {**completion, "stream": True}),
+                ("/v2/models/nope/generate_stream", {"text_input": "a"}),
+                ("/v2/models/island-lstm/generate", {"text_input": ""}),
+                ("/v1/completions", {**completion, "n": 2})]
+    fast = post_all(serve, gen_repo, requests)
+
+    async def passthrough(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+    monkeypatch.setattr(FastPath, "__call__", passthrough)  # every request reaches FastAPI's routes
+    slow = post_all(serve, gen_repo, requests)
+
+    def comparable(resp):  # a completion's id and creation time differ from one answer to the next
+        text = resp.text
+        if resp.headers["content-type"].startswith("text/event-stream"):
+            events = sse_events(text)
+        else:
+            events = [resp.json()]
+        return resp.status_code, resp.headers["content-type"], [
+            {k: v for k, v in e.items() if k not in ("id", "created")} if isinstance(e, dict) else e for e in events]
+
+    assert [r.status_code for r in fast] == [200, 200, 200, 200, 404, 400, 400]
+    for (path, _), a, b in zip(requests, fast, slow):
+        assert comparable(a) == comparable(b), path
+
+
 def test_stop_sequences_cut_the_text_in_both_modes(gen_repo, serve):
     greedy = {"temperature": 0, "max_tokens": 120}
     (free,) = post_all(serve, gen_repo, [("/v2/models/island-lstm/generate",

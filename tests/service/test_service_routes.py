@@ -142,8 +142,8 @@ def test_v1_models_lists_every_version(call):
 # -- infer ------------------------------------------------------------------------------------------------
 
 def test_fastapi_infer_routes_document_and_answer_like_the_asgi_fast_path(repo, serve, monkeypatch):
-    """InferFastPath answers V2 infer ahead of FastAPI; the FastAPI routes (OpenAPI, fallback) must agree."""
-    from service.fastpath import InferFastPath
+    """FastPath answers V2 infer ahead of FastAPI; the FastAPI routes (OpenAPI, fallback) must agree."""
+    from service.fastpath import FastPath
 
     x = images(3, seed=7)
     body, n = binary_body([("input", "FP32", x)], parameters={"binary_data_output": True})
@@ -158,7 +158,7 @@ def test_fastapi_infer_routes_document_and_answer_like_the_asgi_fast_path(repo, 
     async def passthrough(self, scope, receive, send):
         await self.app(scope, receive, send)
 
-    monkeypatch.setattr(InferFastPath, "__call__", passthrough)  # every request reaches FastAPI's routes
+    monkeypatch.setattr(FastPath, "__call__", passthrough)  # every request reaches FastAPI's routes
     slow_json, slow_bin, _ = serve(repo.root, go, model_versions={"lin": [1, 2]})
     assert fast_json.json() == slow_json.json()
     assert fast_bin.content == slow_bin.content and fast_bin.headers["inference-header-content-length"] == \
