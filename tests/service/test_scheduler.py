@@ -270,6 +270,29 @@ def test_one_slow_call_does_not_keep_the_steps_graph_at_one_token_per_call():
     assert max(calls[3:]) == 16  # ... until the next call, fast again, was measured
 
 
+def test_a_batch_that_grew_since_the_last_call_gets_fewer_tokens_per_call():
+    """k comes from the last call's time per token, scaled by the rows when the batch has grown: while a
+    burst of requests joined, k from a batch of 9 made a call of 22 rows last twice CHUNK_S, which the
+    requests arriving meanwhile waited out before they could join."""
+    from service.runtime.generation.scheduler import CHUNK_MAX, CHUNK_S
+
+    class Rows:  # what _chunk reads of a batch
+        def __init__(self, n: int):
+            self.seqs = [None] * n
+
+        def chunk_limit(self, stepper) -> int:
+            return 1000  # no row near its max_tokens
+
+    sched = Scheduler(CountingStep(), model="fake-k", max_active=32, max_waiting=0)
+    assert sched._chunk(Rows(1)) == CHUNK_MAX  # nothing measured yet
+    per_token = CHUNK_S / 20  # the last call: 9 rows, a twentieth of CHUNK_S per token
+    sched._token_s, sched._token_rows = per_token, 9
+    assert sched._chunk(Rows(9)) == CHUNK_MAX == 16  # 20 fit: capped
+    assert sched._chunk(Rows(4)) == 16  # a smaller batch: the last figure as it is (its fixed costs stay)
+    assert sched._chunk(Rows(22)) == int(CHUNK_S / (per_token * 22 / 9)) == 8  # not 16: a call of ~2x CHUNK_S
+    assert sched._chunk(Rows(200)) == 1  # never fewer than one
+
+
 def test_cancel_frees_the_slot_before_the_next_step():
     async def body():
         step, sched = gated_scheduler("fake-cancel", max_active=4, max_waiting=4)

@@ -107,7 +107,8 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.steps = 0  # token steps handed out (each prefill's first tokens count as one)
-        self._token_s = 0.0  # the last call's seconds per token (0: none yet)
+        self._token_s = 0.0  # the last call's seconds per token (0: none yet) ...
+        self._token_rows = 1  # ... at this many rows
         # Children made now, so every loaded language model's series exist in a scrape from the start.
         self._m_active, self._m_waiting = metrics.GEN_ACTIVE.labels(model), metrics.GEN_WAITING.labels(model)
         self._m_ttft = metrics.TIME_TO_FIRST_TOKEN.labels(model)
@@ -256,7 +257,7 @@ class Scheduler:
         # Every call, one token or several: measured only on calls of several, one slow call (a stall of the
         # machine, or a ramp of arrivals keeping the GIL) could set k to 1 for good, with nothing to measure
         # it again (seen: a burst of 32 streams stepping one token per call from then on).
-        self._token_s = (time.perf_counter() - t_call) / k
+        self._token_s, self._token_rows = (time.perf_counter() - t_call) / k, len(batch.seqs)
         for tokens, choices in results:  # no row ends before the last (Batch.chunk_limit)
             ends = self._emit(batch, tokens, choices)
         if ends:  # `_events` adds the rows that a stop sequence ends
@@ -274,13 +275,18 @@ class Scheduler:
         return ends
 
     def _chunk(self, batch: Batch) -> int:
-        """Tokens per row for the next call: as many as fit CHUNK_S at the last chunk's time per token, within
-        the batch's limit."""
+        """Tokens per row for the next call: as many as fit CHUNK_S at the last call's time per token, within
+        the batch's limit. A batch that has grown since is assumed to cost in proportion to its rows (an
+        overestimate: part of a step's cost is per call): while a burst of requests joins, K taken from the
+        last, smaller batch made calls of twice CHUNK_S (seen: B=9 -> 22 at K=16, a 20 ms call that the
+        last arrivals waited out before they could join)."""
         limit = batch.chunk_limit(self.stepper)
         if limit == 1:
             return 1
-        budget = int(CHUNK_S / self._token_s) if self._token_s else CHUNK_MAX
-        return max(1, min(limit, CHUNK_MAX, budget))
+        if not self._token_s:
+            return min(limit, CHUNK_MAX)
+        per_token = self._token_s * max(1.0, len(batch.seqs) / self._token_rows)
+        return max(1, min(limit, CHUNK_MAX, int(CHUNK_S / per_token)))
 
     def _events(self, batch: Batch, tokens: np.ndarray, choices: dict, ends: dict[int, str]) -> dict[int, Event]:
         """The events the worker makes itself: rows with stop sequences (their text decides whether they end;
