@@ -254,3 +254,15 @@ def test_parse_then_encode_round_trip_through_binary():
     encoded, m = encode_infer("echo", 1, req, dict(req.inputs))
     _, arrays = decode_binary_response(encoded, m)
     np.testing.assert_array_equal(arrays["x"], x)
+
+
+def test_flat_float_data_of_many_lengths_keeps_a_bounded_set_of_packers():
+    """Flat float lists are read with one struct packer per element count: a client sending every shape
+    must not grow that set without bound, and each answer stays exact."""
+    from service.protocol import v2
+
+    for n in range(1, 3 * v2._MAX_PACKERS):
+        values = np.arange(n, dtype=np.float32) / 7
+        doc = {"inputs": [{"name": "x", "shape": [n], "datatype": "FP32", "data": values.tolist()}]}
+        np.testing.assert_array_equal(parse_infer(orjson.dumps(doc), None).inputs["x"], values)
+        assert len(v2._PACKERS) <= v2._MAX_PACKERS
