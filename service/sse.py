@@ -58,6 +58,8 @@ class EventStream(Response):
             self.on_close()
         if work.done():  # not when the client left: then it was cancelled above and is still unwinding
             work.result()  # a bug in the source: uvicorn logs it and closes the connection
+        if self.background is not None:  # as Starlette's responses run theirs, also after a disconnect
+            await self.background()
 
     async def _send(self, send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
