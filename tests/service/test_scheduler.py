@@ -44,6 +44,10 @@ class CountingStep:
     def start(self, prompts):  # the first token follows the prompt's last, with no step
         return [(None, self.logits(ids[-1:])[0]) for ids in prompts]
 
+    def prefill(self, prompts):  # `start` in one call, as NgramStep's
+        return self.start(prompts)
+        yield
+
     def step(self, states, pending):
         self.entered += 1
         if self.gate is not None:
@@ -202,6 +206,51 @@ def test_a_sequence_in_prefill_still_counts_against_the_bounds():
     assert refused and waiting == 0 and text == ("12", "length")
 
 
+def test_the_active_sequences_step_between_the_calls_of_a_long_prefill():
+    """A prefill of several graph calls (a long prompt: PREFILL_CHUNK tokens per call) no longer holds the
+    sequences already generating until it ends: the worker steps them between its calls, and the new
+    sequence joins after its last call with its first token made."""
+    log: list[tuple[str, int]] = []
+
+    class ChunkedStart(CountingStep):
+        def prefill(self, prompts):
+            for i in range(3 if any(len(ids) > 1 for ids in prompts) else 1):  # a long prompt: 3 calls
+                if i:
+                    yield
+                log.append(("prefill call", len(prompts)))
+            return self.start(prompts)
+
+        def step(self, states, pending):
+            log.append(("step", len(states)))
+            return super().step(states, pending)
+
+    async def body():
+        step = ChunkedStart()
+        sched = Scheduler(step, model="fake-long-prefill", max_active=4, max_waiting=4)
+        sched.start()
+        step.gate = threading.Semaphore(0)  # steps wait for permission: the test decides when B arrives
+        a = sched.submit(seq(0, 8))
+        a_events = sched.batches(a)
+        await a_events.__anext__()  # A's first token, from its prefill
+        b = Sequence(np.array([5, 5, 3], np.int64), SamplingParams(temperature=0), np.random.default_rng(0),
+                     max_tokens=3, pipeline=Collect())
+        sched.submit(b)
+        for _ in range(20):
+            step.gate.release()
+        b_text = await text_of(sched, b)
+        async for _ in a_events:
+            step.gate.release()
+        await sched.drain_and_stop()
+        return b_text
+
+    assert run(body) == ("456", "length")
+    b_calls = [i for i, entry in enumerate(log) if entry == ("prefill call", 1)][1:]  # A's own call first
+    assert len(b_calls) == 3
+    between = log[b_calls[0] + 1:b_calls[-1]]
+    assert ("step", 1) in between and between.count(("prefill call", 1)) == 1  # A stepped alone meanwhile
+    assert log[b_calls[-1] + 1] == ("step", 2)  # then B joined A in the batch
+
+
 def test_a_first_token_comes_from_the_prefill_and_a_failed_prefill_fails_only_its_sequences():
     """max_tokens 1 is answered by the prefill alone (no step); a prefill that raises fails the sequences
     it held, with the error named, and the next ones generate as usual."""
@@ -304,7 +353,10 @@ def test_cancel_frees_the_slot_before_the_next_step():
         first_token = asyncio.ensure_future(stream.__anext__())
         released = 0
         while not first_token.done():
-            if step.entered > released:  # a step is waiting at the gate
+            # A step is waiting at the gate, and drop's first token is not made yet (t_first, set on the worker
+            # before the hand-off): a step let through after it could reach the event loop with it, in the
+            # same batch of events, before this loop sees the first one alone.
+            if step.entered > released and not drop.t_first:
                 step.gate.release()
                 released += 1
             await asyncio.wait([first_token], timeout=0.001)

@@ -2,10 +2,12 @@
 
 One worker thread per model (onnxruntime and numpy never run on the event loop) loops:
 
-1. admit queued sequences while fewer than `max_active` are active, prefill their prompts (`stepper.start`:
+1. admit queued sequences while fewer than `max_active` are active, prefill their prompts (`stepper.prefill`:
    prompts of equal length in one graph call, rows being independent, see stepping; a prompt read before
-   comes from the prompt cache) and sample each one's first token from the prefill's own logits, which goes
-   out at once: a sequence joins the batch with its first token made;
+   comes from the prompt cache; a long one takes several calls, one per turn of this loop, so the active
+   sequences step between them, and no more are admitted until it ends) and sample each one's first token
+   from the prefill's own logits, which goes out at once: a sequence joins the batch with its first token
+   made;
 2. drop sequences whose client went away (`cancel`), so a freed slot is gone before the next step;
 3. one call for all active sequences (`batch.Batch`, kept while none joins or leaves), with the last call's
    states as they are: either one step of the graph on (B, ...), every row sampled with its own parameters
@@ -48,7 +50,7 @@ import numpy as np
 from service import metrics
 from service.runtime.errors import GenerationFailed, ModelNotReady, Overloaded, shown
 from service.runtime.generation.batch import Batch
-from service.runtime.generation.stepping import RecurrentStep, NgramStep
+from service.runtime.generation.stepping import NgramStep, Prefill, RecurrentStep
 from service.runtime.generation.sequence import Event, Sequence
 
 log = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ class Scheduler:
         self.max_active, self.max_waiting = max_active, max_waiting
         self._inbox: deque[Sequence] = deque()  # appended on the loop, taken by the worker (deque ops are atomic)
         self._prefilling = 0  # taken from the inbox, not yet active: still counted against the bounds
+        self._prefill: tuple[list[Sequence], Prefill] | None = None  # the worker's: new sequences, their calls
         self._active: list[Sequence] = []  # the worker's alone
         self._wake = threading.Event()
         self._outbox: list[Step] = []  # steps on their way to the event loop
@@ -188,9 +191,14 @@ class Scheduler:
     # -- the worker thread -----------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            self._admit()
+            if self._prefill is not None:
+                self._continue_prefill()  # a long prefill's next call; more sequences wait for its end
+            else:
+                self._admit()
             if self._active:
                 self._step()
+            elif self._prefill is not None:
+                continue
             elif self._closing and not self._inbox:
                 return
             else:
@@ -212,21 +220,42 @@ class Scheduler:
         self._m_waiting.set(len(self._inbox))
         if not new:
             return
+        self._prefill = (new, self.stepper.prefill([s.ids for s in new]))  # equal-length prompts together
+        self._continue_prefill()
+
+    def _continue_prefill(self) -> None:
+        """The pending prefill's next graph call; after its last, the new sequences' first tokens (sampled from
+        the prefill's own logits, out at once, before the batch's next call) and their joining the batch.
+        A prompt of one call (PREFILL_CHUNK tokens or fewer, or from the prompt cache) joins in the call that
+        admitted it; a longer one lets the active sequences step between its calls."""
+        new, calls = self._prefill
         try:
-            starts = self.stepper.start([s.ids for s in new])  # prefill: equal-length prompts together
+            next(calls)
+            return  # more calls to make
+        except StopIteration as done:
+            starts = done.value
+        except Exception as exc:  # onnxruntime's own types; these sequences alone fail
+            self._end_prefill(new, exc)
+            return
+        try:
             for seq, (state, _) in zip(new, starts):
                 seq.state = state
-            # The first tokens, from the prefill's own logits (N, V): out at once, before the batch's next call.
             first = Batch(new)
-            sampled = first.sample(np.stack([logits for _, logits in starts]), first.states)
-        except Exception as exc:  # onnxruntime's own types; these sequences alone fail
-            log.exception("%s: prefill failed", self.model)
-            self._fail(new, GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}"))
-            self._prefilling = 0
+            sampled = first.sample(np.stack([logits for _, logits in starts]), first.states)  # logits (N, V)
+        except Exception as exc:
+            self._end_prefill(new, exc)
             return
         ends = self._emit(first, sampled.tokens, sampled.choices)
         first.release()
         self._set_active(self._active + [s for i, s in enumerate(new) if i not in ends])
+        self._end_prefill()
+
+    def _end_prefill(self, failed: list[Sequence] | None = None, exc: Exception | None = None) -> None:
+        """The pending prefill is over: done, or failed, which fails its sequences alone."""
+        if failed:
+            log.error("%s: prefill failed", self.model, exc_info=exc)
+            self._fail(failed, GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}"))
+        self._prefill = None
         self._prefilling = 0
 
     def _set_active(self, seqs: list[Sequence]) -> None:

@@ -10,7 +10,9 @@ A sequence is `(state, pending)`: `pending` is its newest token, which the model
 `start(prompts)` reads each new sequence's prompt (the prefill) -> its state after the whole prompt and the
 logits (V,) of its first token, which the scheduler samples at once (the prefill's own last position, as
 LLM servers do: no extra step for the first token). Recurrent models read identical prompts in a call once,
-and a prompt read before comes from their prompt cache (prompt_cache.py).
+and a prompt read before comes from their prompt cache (prompt_cache.py). `prefill(prompts)` is the same
+work one graph call at a time (a generator whose return value is start's), so that the scheduler can step
+the sequences already generating between the calls of a long prefill.
 `step(states, pending)` reads one pending token per sequence for B sequences at once -> logits (B, V) of the
 next token, and the B sequences' new states as one sequence of row states (`states[b]` is row b's). Given
 back whole to the next step (the same rows in the same order, the scheduler's usual case), it is fed as it
@@ -27,7 +29,7 @@ The prompt rules (also used by /score, so generation and scoring read text the s
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 import numpy as np
 
@@ -36,11 +38,24 @@ from zooserve.card import ModelCard
 from zooserve.text import CLOSERS, SENTENCE_END, Vocab, char_stream
 
 State = Any
-# Prompt tokens per prefill call. The graph's buffers and its logits output (G, t, V) grow with t: island-lstm's
-# prefill of 64 prompts of 7,905 tokens raised the peak RSS by 804 MB in one call, by 107 MB in chunks of 1024
-# (as long either way: 38.5 and 39.5 s on the 2-core AVX2 EPYC).
-PREFILL_CHUNK = 1024
+# Prompt tokens per prefill call. The scheduler steps the sequences already generating between a prefill's
+# calls, so this bounds how long a long prompt stalls them: a call of 128 tokens is about 12 ms for one
+# island-lstm row on the 2-core AVX2 EPYC, where a prompt at the 8,000-character limit (7,905 tokens) held
+# them 0.74 s. The calls' fixed costs add little: that prompt is read in 0.81 s in calls of 128, 0.79 s in
+# calls of 1024 (medians of 5). It also bounds memory, as the graph's buffers and its logits output
+# (G, t, V) grow with t (64 such prompts raised the peak RSS by 804 MB in one call, 107 MB in calls of 1024).
+PREFILL_CHUNK = 128
 RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+Prefill = Generator[None, None, list]  # a prefill in graph calls: see `prefill` below
+
+
+def run_prefill(calls: Prefill) -> list:
+    """A prefill's calls, all at once -> its return value."""
+    while True:
+        try:
+            next(calls)
+        except StopIteration as done:
+            return done.value
 
 
 def zero_state(card: ModelCard, batch: int = 1) -> dict[str, np.ndarray]:
@@ -92,10 +107,15 @@ class RecurrentStep:
         return primed(self.vocab, ids), len(ids)
 
     def start(self, prompts: list[np.ndarray]) -> list[tuple[State, np.ndarray]]:
-        """Blocking: for each prompt (T,), T >= 1, read all its ids from a zero state -> (state, logits (V,)).
-        Distinct prompts of equal length go through the graph together, tokens (B, T): one call instead of B
-        (a prefill of T tokens costs T steps inside the graph; a long one is read PREFILL_CHUNK tokens per
-        call); identical prompts are read once, and one read before may come from the prompt cache."""
+        """Blocking: for each prompt (T,), T >= 1, read all its ids from a zero state -> (state, logits (V,))."""
+        return run_prefill(self.prefill(prompts))
+
+    def prefill(self, prompts: list[np.ndarray]) -> Prefill:
+        """`start`'s work, one graph call per `next()`: it yields between calls, never after the last, and
+        returns `start`'s list. Distinct prompts of equal length go through the graph together, tokens (B, T):
+        one call instead of B (a prefill of T tokens costs T steps inside the graph; a long one is read
+        PREFILL_CHUNK tokens per call); identical prompts are read once, and one read before may come from
+        the prompt cache (then without a call)."""
         out: list[tuple[State, np.ndarray] | None] = [None] * len(prompts)
         todo: dict[bytes, list[int]] = {}  # each distinct prompt the graph must read -> the rows that sent it
         for i, ids in enumerate(prompts):
@@ -104,13 +124,18 @@ class RecurrentStep:
                 out[i] = hit
             else:
                 todo.setdefault(key, []).append(i)
+        self.cache.count(hits=len(prompts) - len(todo), misses=len(todo))
         by_length: dict[int, list[tuple[bytes, list[int]]]] = {}
         for key, rows in todo.items():
             by_length.setdefault(len(prompts[rows[0]]), []).append((key, rows))
+        first = True
         for groups in by_length.values():
             tokens = np.stack([prompts[rows[0]] for _, rows in groups])  # (G, T)
             state = zero_state(self.card, len(groups))
             for lo in range(0, tokens.shape[1], PREFILL_CHUNK):  # each chunk from the state the last ended in
+                if not first:
+                    yield
+                first = False
                 res = self.run({"tokens": tokens[:, lo:lo + PREFILL_CHUNK], **state})
                 state = {i: res[o] for i, o in zip(self.state_in, self.state_out)}
             logits = res[self.logits][:, -1, :]  # (G, V)
@@ -120,7 +145,6 @@ class RecurrentStep:
                 entry = self.cache.put(key, (state_g, logits[g].copy()))
                 for row in rows:
                     out[row] = entry
-        self.cache.count(hits=len(prompts) - len(todo), misses=len(todo))
         return out
 
     def _gather(self, states: list[State]) -> dict[str, np.ndarray]:
@@ -208,6 +232,11 @@ class NgramStep:
         ctx = np.stack([bos_padded(self.vocab, self.n, ids)[-self.n:] for ids in prompts])  # (B, N-1)
         logp = self.run({self.input: ctx})[self.output]  # (B, V)
         return [(ctx[b], logp[b]) for b in range(len(prompts))]
+
+    def prefill(self, prompts: list[np.ndarray]) -> Prefill:
+        """`start` as RecurrentStep.prefill gives it: here one call, so nothing to yield between."""
+        return self.start(prompts)
+        yield  # unreached: it makes this a generator, whose one call runs at the first next()
 
     def step(self, states: np.ndarray | list[State], pending: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """states: the last step's contexts (B, N-1) as they are, or a list of rows (N-1,) to stack."""

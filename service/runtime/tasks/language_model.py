@@ -24,13 +24,16 @@ from service.runtime.errors import BadInput, ModelLoadError
 from service.runtime.generation.prompt_cache import PromptCache
 from service.runtime.generation.request import GenRequest, Generation
 from service.runtime.generation.scheduler import Scheduler
-from service.runtime.generation.stepping import PREFILL_CHUNK, NgramStep, RecurrentStep, primed, zero_state
+from service.runtime.generation.stepping import NgramStep, RecurrentStep, primed, zero_state
 from service.runtime.tasks.base import GraphModel, ServedModel
 from zooserve.numeric import log_softmax
 from zooserve.text import Vocab
 
 MAX_CHARS = 100_000
-SCORE_CHUNK = PREFILL_CHUNK  # tokens per graph call when a recurrent model scores a text: the prefill's bound
+# Tokens per graph call when a recurrent model scores a text: a call's logits output (1, t, V) grows with t.
+# Larger than the prefill's chunk (stepping.PREFILL_CHUNK), which is small so that generating sequences step
+# between a long prompt's calls: a /score request goes through the model's batcher, one call at a time.
+SCORE_CHUNK = 1024
 # Rows (tokens) per graph call when an n-gram model scores a text, one candidate each. Such a call runs
 # alone (it is over max_batch_size) and costs at most about twice the table lookups of a full batch of 64
 # whole distributions: the char 8-gram 4,096 x 20 = 82k against 64 x (81 x 7 + 13) = 37k, the word trigram
