@@ -234,7 +234,7 @@ def bare_app(framework: str):
 
     `fastapi` ("bare", the reference of the LeNet target): a one-route FastAPI app, the framework the service
     is built on. `asgi` ("bare-asgi"): the same as a pure-ASGI callable, the HTTP layer zooserve's infer route
-    uses (service.routers.infer.InferFastPath): HTTP + parsing and nothing else on this machine."""
+    uses (service.fastpath.FastPath): HTTP + parsing and nothing else on this machine."""
     import orjson
 
     from service.protocol.v2 import parse_infer
