@@ -7,7 +7,6 @@ than the model steps); they go out in one write, so a busy server sends fewer, l
 
 from __future__ import annotations
 
-import asyncio
 from typing import AsyncIterator, Callable
 
 import orjson
@@ -15,7 +14,7 @@ from starlette.responses import Response
 
 from service.http_errors import error_body
 from service.runtime.errors import ServiceError
-from service.runtime.generation.request import disconnected
+from service.runtime.generation.request import unless_disconnected
 
 HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
            (b"x-accel-buffering", b"no")]  # no proxy buffering of the stream
@@ -35,8 +34,8 @@ class EventStream(Response):
     source is cancelled (its `finally` cancels its sequence) and `on_close` frees the slot.
 
     Why not Starlette's StreamingResponse: under uvicorn (ASGI spec 2.3) it runs every stream in an anyio
-    task group with cancel scopes to listen for the disconnect. Two plain tasks and asyncio.wait do the same
-    job for less of the event loop's time per request (docs/generation.md), which is what 32 streams
+    task group with cancel scopes to listen for the disconnect. Two plain tasks and asyncio.wait
+    (request.unless_disconnected, as a non-stream answer waits too) do the same job for less of the event loop's time per request (docs/generation.md), which is what 32 streams
     arriving together queue on."""
 
     media_type = "text/event-stream"
@@ -47,17 +46,10 @@ class EventStream(Response):
         self.status_code, self.background = 200, None
 
     async def __call__(self, scope, receive, send) -> None:
-        work = asyncio.ensure_future(self._send(send))
-        gone = asyncio.ensure_future(disconnected(receive))
-        try:
-            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-        finally:  # also when this request's own task is cancelled (shutdown)
-            gone.cancel()
-            if not work.done():
-                work.cancel()
+        try:  # a bug in the source is raised here: uvicorn logs it and closes the connection
+            await unless_disconnected(self._send(send), receive, lambda: None)
+        finally:
             self.on_close()
-        if work.done():  # not when the client left: then it was cancelled above and is still unwinding
-            work.result()  # a bug in the source: uvicorn logs it and closes the connection
         if self.background is not None:  # as Starlette's responses run theirs, also after a disconnect
             await self.background()
 

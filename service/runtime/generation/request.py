@@ -31,6 +31,26 @@ async def disconnected(receive: Callable[[], Awaitable[dict]]) -> None:
         pass
 
 
+async def unless_disconnected(work: Awaitable, receive: Callable[[], Awaitable[dict]],
+                              on_leave: Callable[[], None]) -> bool:
+    """Run `work` while watching the request's ASGI channel -> True when it finished (its exception, if any,
+    raised here), False when the client left first: then `on_leave()` runs at once (a generation's slot is
+    free from then on, not only once `work` has unwound) and `work` is cancelled. Also when this request's
+    own task is cancelled."""
+    task, gone = asyncio.ensure_future(work), asyncio.ensure_future(disconnected(receive))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            on_leave()
+            task.cancel()
+    if not task.done():
+        return False
+    task.result()
+    return True
+
+
 @dataclass(frozen=True)
 class GenRequest:
     prompt: str
@@ -136,17 +156,8 @@ class Generation:
             async for batch in self.batches():
                 events.extend(batch)
 
-        work, gone = asyncio.ensure_future(gather()), asyncio.ensure_future(disconnected(receive))
-        try:
-            await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
-        finally:  # also when this request's own task is cancelled
-            gone.cancel()
-            if not work.done():
-                self.close()  # the slot is free from now on, not only once `work` has unwound
-                work.cancel()
-        if not work.done():
+        if not await unless_disconnected(gather(), receive, self.close):  # a generation error is raised here
             raise ClientDisconnected("the client disconnected before the answer was ready")
-        work.result()  # a generation error ends the request with its status
         return "".join(e.text for e in events), events[-1].finish, events
 
     def details(self, finish: str, generated: int) -> dict:

@@ -50,7 +50,7 @@ import numpy as np
 from service import metrics
 from service.runtime.errors import GenerationFailed, ModelNotReady, Overloaded, shown
 from service.runtime.generation.batch import Batch
-from service.runtime.generation.stepping import NgramStep, Prefill, RecurrentStep
+from service.runtime.generation.stepping import NgramStep, Prefill, RecurrentStep, advance
 from service.runtime.generation.sequence import Event, Sequence
 
 log = logging.getLogger(__name__)
@@ -230,33 +230,21 @@ class Scheduler:
         admitted it; a longer one lets the active sequences step between its calls."""
         new, calls = self._prefill
         try:
-            next(calls)
-            return  # more calls to make
-        except StopIteration as done:
-            starts = done.value
-        except Exception as exc:  # onnxruntime's own types; these sequences alone fail
-            self._end_prefill(new, exc)
-            return
-        try:
+            starts = advance(calls)
+            if starts is None:
+                return  # more calls to make
             for seq, (state, _) in zip(new, starts):
                 seq.state = state
             first = Batch(new)
             sampled = first.sample(np.stack([logits for _, logits in starts]), first.states)  # logits (N, V)
-        except Exception as exc:
-            self._end_prefill(new, exc)
-            return
-        ends = self._emit(first, sampled.tokens, sampled.choices)
-        first.release()
-        self._set_active(self._active + [s for i, s in enumerate(new) if i not in ends])
-        self._end_prefill()
-
-    def _end_prefill(self, failed: list[Sequence] | None = None, exc: Exception | None = None) -> None:
-        """The pending prefill is over: done, or failed, which fails its sequences alone."""
-        if failed:
+        except Exception as exc:  # onnxruntime's own types; these sequences alone fail
             log.error("%s: prefill failed", self.model, exc_info=exc)
-            self._fail(failed, GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}"))
-        self._prefill = None
-        self._prefilling = 0
+            self._fail(new, GenerationFailed(f"prefill failed: {type(exc).__name__}: {exc}"))
+        else:
+            ends = self._emit(first, sampled.tokens, sampled.choices)
+            first.release()
+            self._set_active(self._active + [s for i, s in enumerate(new) if i not in ends])
+        self._prefill, self._prefilling = None, 0
 
     def _set_active(self, seqs: list[Sequence]) -> None:
         """A new list of active sequences: the current batch hands its rows back; the next step makes one."""

@@ -49,13 +49,20 @@ RunFn = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 Prefill = Generator[None, None, list]  # a prefill in graph calls: see `prefill` below
 
 
+def advance(calls: Prefill) -> list | None:
+    """A prefill's next graph call -> None while more remain, its return value once the last is made."""
+    try:
+        next(calls)
+    except StopIteration as done:
+        return done.value
+    return None
+
+
 def run_prefill(calls: Prefill) -> list:
     """A prefill's calls, all at once -> its return value."""
-    while True:
-        try:
-            next(calls)
-        except StopIteration as done:
-            return done.value
+    while (out := advance(calls)) is None:
+        pass
+    return out
 
 
 def zero_state(card: ModelCard, batch: int = 1) -> dict[str, np.ndarray]:
