@@ -31,7 +31,28 @@ DESCRIPTION = ("Serves ONNX models from a model repository: the Open Inference P
                "and embed images.")
 
 
-def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> FastAPI:
+class Service(FastAPI):
+    """FastAPI with the service's middleware (`front`, outermost first) outside FastAPI's own stack.
+
+    Why: FastAPI wraps every request in its own layers (server errors, exceptions, telemetry, body limit,
+    exit stacks). The hot endpoints that service.fastpath answers need none of them, and under load on 2
+    cores those layers cost more of the event loop's time per LeNet request than our whole batching path
+    (benchmarks/serve_bench.py, docs/performance.md). Everything FastPath passes on still goes through them."""
+
+    front: list[tuple[type, dict]] = []
+    _entrance = None
+
+    async def __call__(self, scope, receive, send):
+        if self._entrance is None:
+            entrance = super().__call__
+            for cls, options in reversed(self.front):
+                entrance = cls(entrance, **options)
+            self._entrance = entrance
+        scope["app"] = self
+        await self._entrance(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> Service:
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     arrivals = Arrivals()  # requests on their way to a batcher: announced by HTTP, awaited by batches
@@ -56,7 +77,7 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
     # Response schemas in validation mode: a field with a default may be left out, as the routes' answers do.
     # FastAPI's native OpenTelemetry hooks off: the service reports Prometheus metrics, and asking whether a
     # tracer, meter or logger provider is configured cost every request three lookups (~10 us of 0.2 ms).
-    app = FastAPI(title="zooserve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+    app = Service(title="zooserve", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None, separate_input_output_schemas=False,
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     app.state.settings, app.state.repository, app.state.started, app.state.draining = settings, repo, False, False
@@ -68,18 +89,18 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
         app.include_router(playground.router)
     http_errors.install(app)
     docs.install(app, settings)
-    # Outermost last: metrics see every response, including 401 and 413. Innermost: V2 infer in pure ASGI,
-    # inside the announcements of requests on their way to a batcher (after the key check: a refused
-    # request is not waited for).
-    app.add_middleware(FastPath, state=app.state)
-    app.add_middleware(Announce, arrivals=arrivals)
-    app.add_middleware(AdminOnly, admin_key=settings.admin_key if settings.repository_control else None)
-    if settings.api_key:
-        app.add_middleware(ApiKey, key=settings.api_key)
+    # The service's own middleware, outermost first: metrics see every response, including 401 and 413.
+    # Innermost: the hot POST endpoints in pure ASGI, inside the announcements of requests on their way to a
+    # batcher (after the key check: a refused request is not waited for).
+    front = [(RequestMetrics, {"repository": repo}), (BodyLimit, {"max_bytes": settings.max_body_bytes})]
     if settings.cors_origins:  # outside the key check: preflights carry no key, and a 401 needs CORS headers too
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics)
+        front.append((CORSMiddleware, {"allow_origins": settings.cors_origins, "allow_methods": ["*"],
+                                       "allow_headers": ["*"]}))
+    if settings.api_key:
+        front.append((ApiKey, {"key": settings.api_key}))
+    front += [(AdminOnly, {"admin_key": settings.admin_key if settings.repository_control else None}),
+              (Announce, {"arrivals": arrivals}), (FastPath, {"state": app.state})]
+    app.front = front
     return app
 
 

@@ -12,8 +12,9 @@ arrive together queue on that time before their first tokens. The FastAPI routes
 endpoints in OpenAPI and serve what this layer leaves to them (an infer version that is not an integer gets
 a 400); both entrances call the same functions.
 
-It sits just inside the service's middleware (metrics, body limit, API key, CORS, arrivals), and puts the
-FastAPI route it stands in for into the scope, as routing would, so the metrics label it alike.
+It sits just inside the service's middleware (metrics, body limit, API key, CORS, arrivals), which run outside
+FastAPI's own layers (service.app.Service), and puts the FastAPI route it stands in for into the scope, as
+routing would, so the metrics label it alike.
 """
 
 from __future__ import annotations

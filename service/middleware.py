@@ -112,8 +112,9 @@ class AdminOnly:
 class RequestMetrics:
     """Counts requests by model, route template and status code, and times them."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, repository=None):
+        """`repository`: the model repository, which tells a served model's name from a made-up one."""
+        self.app, self.repository = app, repository
         # (model, endpoint, code) -> (counter, histogram) children: labels() takes a lock and builds the
         # label tuple, once per series here instead of twice per request. Only known models get a key.
         self._series: dict[tuple[str, str, int], tuple] = {}
@@ -143,8 +144,7 @@ class RequestMetrics:
             series[1].observe(time.perf_counter() - t0)
 
     def _new_series(self, scope, model: str, endpoint: str, status: int) -> tuple:
-        repo = getattr(getattr(scope.get("app"), "state", None), "repository", None)
-        if model and not (repo is not None and repo.knows(model)):
+        if model and not (self.repository is not None and self.repository.knows(model)):
             model = ""  # a made-up name must not create time series (unbounded label cardinality)
         key = (model, endpoint, status)
         if key not in self._series:

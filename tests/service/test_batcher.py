@@ -601,26 +601,37 @@ def test_a_batch_shape_that_ran_fast_runs_on_the_event_loop_and_a_new_or_slow_on
                        ((2, 2), False), ((2, 2), True)]
 
 
-def test_a_lone_request_on_an_idle_server_runs_inline_up_to_the_idle_bound_and_in_the_thread_when_not_idle(
-        monkeypatch):
+def _two_ms_model_and_idle_bounds(monkeypatch) -> tuple:
+    """A model of 2 ms per call, recording (rows, ran on the loop) per call, and a batcher for it, under bounds a
+    busy machine cannot move a run across: 2 ms is slow for the ordinary inline bound, well within the idle one."""
     from service.runtime.engine import batcher as batcher_module
-    from service.runtime.engine.arrivals import Arrivals
 
-    # Bounds chosen so that a busy machine cannot move a run across them: 2 ms runs are "slow" for the
-    # ordinary inline bound and well within the idle one.
     monkeypatch.setattr(batcher_module, "INLINE_RUN_S", 1e-6)
     monkeypatch.setattr(batcher_module, "IDLE_INLINE_RUN_S", 0.5)
-    on_loop: list[bool] = []
+    calls: list[tuple[int, bool]] = []
 
     def model(feeds):
-        on_loop.append(threading.current_thread() is threading.main_thread())
+        calls.append((len(feeds["x"]), threading.current_thread() is threading.main_thread()))
         time.sleep(0.002)
         return {"y": feeds["x"] + 1}
 
-    async def main():
-        arrivals = Arrivals()
+    def make(arrivals):
         b = DynamicBatcher(model, model="m", max_batch_size=8, max_delay_ms=1.0, max_queue=16, arrivals=arrivals)
         b.start()
+        return b
+
+    return make, calls
+
+
+def test_a_lone_request_on_an_idle_server_runs_inline_up_to_the_idle_bound_and_in_the_thread_when_not_idle(
+        monkeypatch):
+    from service.runtime.engine.arrivals import Arrivals
+
+    make, calls = _two_ms_model_and_idle_bounds(monkeypatch)
+
+    async def main():
+        arrivals = Arrivals()
+        b = make(arrivals)
         x = {"x": np.zeros((1, 2), np.float32)}
         for _ in range(3):  # unmeasured -> thread; then lone on an idle server -> on the loop
             np.testing.assert_array_equal((await b.submit(x, timeout_s=5))["y"], np.ones((1, 2), np.float32))
@@ -631,7 +642,35 @@ def test_a_lone_request_on_an_idle_server_runs_inline_up_to_the_idle_bound_and_i
         await b.drain_and_stop()
 
     run(main)
-    assert on_loop == [False, True, True, False, True]
+    assert [on_loop for _, on_loop in calls] == [False, True, True, False, True]
+
+
+def test_a_batch_of_several_requests_on_an_otherwise_idle_server_runs_inline_too(monkeypatch):
+    """64 closed-loop clients form one batch once the loop has parsed them all: nothing is left for the loop
+    to do while it runs, so it runs there (no hand-off to the thread and back) when its shape is cheap."""
+    from service.runtime.engine.arrivals import Arrivals
+
+    make, calls = _two_ms_model_and_idle_bounds(monkeypatch)
+
+    async def main():
+        arrivals = Arrivals()
+        b = make(arrivals)
+        x = np.zeros((1, 2), np.float32)
+
+        async def three():  # queued together, before the worker runs: one batch of 3 rows
+            outs = await asyncio.gather(*(b.submit({"x": x + i}, timeout_s=5) for i in range(3)))
+            for i, out in enumerate(outs):  # each gets its own row back
+                np.testing.assert_array_equal(out["y"], x + i + 1)
+
+        await three()  # not measured yet -> thread
+        await three()  # measured, server otherwise idle -> on the loop
+        arrivals.enter("another-model")  # a request on its way elsewhere: the loop has work, -> thread
+        await three()
+        arrivals.leave("another-model")
+        await b.drain_and_stop()
+
+    run(main)
+    assert calls == [(3, False), (3, True), (3, False)]
 
 
 def test_a_fast_request_waits_for_company_on_its_way_instead_of_running_at_once(monkeypatch):

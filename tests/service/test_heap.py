@@ -1,4 +1,4 @@
-"""repository.heap.settle_heap: the two ways it leaves the garbage collector."""
+"""repository.heap.settle_heap: the two ways it leaves the garbage collector, and its young-generation threshold."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import weakref
 
 import pytest
 
-from service.runtime.repository.heap import settle_heap
+from service.runtime.repository.heap import YOUNG_THRESHOLD, settle_heap
 
 
 class Node:
@@ -23,7 +23,9 @@ def garbage_cycle() -> weakref.ref:
 
 @pytest.fixture
 def restore_gc():
+    thresholds = gc.get_threshold()
     yield
+    gc.set_threshold(*thresholds)
     gc.unfreeze()
     gc.enable()
     gc.collect()
@@ -44,3 +46,9 @@ def test_after_a_reload_it_collects_cycles_before_freezing(restore_gc):
     settle_heap()
     assert gc.isenabled()
     assert ref() is None
+
+
+def test_it_collects_the_young_generation_less_often(restore_gc):
+    gc.set_threshold(700, 10, 10)
+    settle_heap()
+    assert gc.get_threshold() == (YOUNG_THRESHOLD, 10, 10)

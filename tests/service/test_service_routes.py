@@ -166,6 +166,35 @@ def test_fastapi_infer_routes_document_and_answer_like_the_asgi_fast_path(repo, 
     assert {"/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer"} <= set(schema["paths"])
 
 
+def test_the_fast_path_and_the_service_middleware_run_outside_fastapi_own_layers(repo, serve, monkeypatch):
+    """service.app.Service: a V2 infer request goes through the service's middleware and FastPath only;
+    FastAPI's own layers (server errors, exceptions, body limit) see just what FastPath leaves to them."""
+    from starlette.middleware.errors import ServerErrorMiddleware
+
+    seen: list[str] = []
+    inner = ServerErrorMiddleware.__call__
+
+    async def spy(self, scope, receive, send):
+        seen.append(scope.get("path", scope["type"]))
+        await inner(self, scope, receive, send)
+
+    monkeypatch.setattr(ServerErrorMiddleware, "__call__", spy)
+
+    async def go(client, app):
+        seen.clear()  # the lifespan's start-up passed through
+        infer = await client.post("/v2/models/lin/infer", json=infer_json(images(2, seed=1)))
+        ready = await client.get("/v2/models/lin/ready")
+        metrics = (await client.get("/metrics")).text
+        return infer, ready, metrics
+
+    infer, ready, metrics = serve(repo.root, go)
+    assert infer.status_code == 200 and ready.status_code == 200
+    # the infer request never reached FastAPI's stack (the lifespan's shutdown may follow the two others)
+    assert seen[:2] == ["/v2/models/lin/ready", "/metrics"] and "/v2/models/lin/infer" not in seen
+    # and the metrics middleware, now outside FastAPI, still labels the request with its model
+    assert 'zooserve_requests_total{code="200",endpoint="/v2/models/{model}/infer",model="lin"}' in metrics
+
+
 def test_infer_json_without_and_with_version_matches_onnxruntime(call, repo):
     x = images(5, seed=3)
     latest, v1 = call(("POST", "/v2/models/lin/infer", {"json": infer_json(x)}),

@@ -19,9 +19,11 @@ Inline runs: handing a batch to the model's thread and back costs two thread wak
 2-core VM), more than LeNet computes for one image. A batch whose shape (rows and trailing shapes) last ran
 in under `INLINE_RUN_S` runs on the event loop instead (the loop would only wait for it); heavier batches,
 and any shape not measured yet, run in the thread, so the loop goes on parsing while the model computes.
-A lone request on an idle server (nothing else queued, on its way to any model, or running in a batcher's
+A batch on an otherwise idle server (nothing else queued, on its way to any model, or running in a batcher's
 model thread) runs inline up to `IDLE_INLINE_RUN_S`: the loop has nothing else to do, and a request that
-comes in meanwhile waits at most that long, as it would for a batch's company. Requests still go through the
+comes in meanwhile waits at most that long, as it would for a batch's company. A lone request is such a
+batch; so is the batch 64 closed-loop LeNet clients form once the loop has parsed all of them (the loop sat
+idle through that run in the thread, and paid the hand-off on top). Requests still go through the
 queue and the worker task: a submitter that ran its request itself (tried: "direct dispatch") left no chance
 for concurrent requests to queue up, and a fast model stopped forming batches under load.
 
@@ -55,7 +57,7 @@ log = logging.getLogger(__name__)
 Tensors = dict[str, np.ndarray]
 RunFn = Callable[[Tensors], Tensors]
 INLINE_RUN_S = 100e-6  # a batch measured faster than this runs on the event loop (see "Inline runs")
-IDLE_INLINE_RUN_S = 2e-3  # ... and a lone request on an idle server, up to this
+IDLE_INLINE_RUN_S = 2e-3  # ... and a batch on an otherwise idle server, up to this
 _thread_runs = 0  # batches running in batchers' model threads now, over every batcher of the process
 RUN_TIMES = 256  # batch shapes whose last run time is kept
 
@@ -293,15 +295,15 @@ class DynamicBatcher:
             self._m_padding.inc(total * longest - tokens)
         return feeds
 
-    def _inline(self, rows: int, signature: tuple, requests: int) -> bool:
+    def _inline(self, rows: int, signature: tuple) -> bool:
         """Whether a batch runs on the event loop (see "Inline runs"): its shape last ran under INLINE_RUN_S, or
-        it is a lone request on an idle server and ran under IDLE_INLINE_RUN_S. Padded inputs never do."""
+        the server is otherwise idle and it ran under IDLE_INLINE_RUN_S. Padded inputs never do."""
         if self.pad:
             return False
         seconds = self._run_seconds.get((rows, signature), 1.0)
         if seconds < INLINE_RUN_S:
             return True
-        return (seconds < IDLE_INLINE_RUN_S and requests == 1 and not self._queue and _thread_runs == 0
+        return (seconds < IDLE_INLINE_RUN_S and not self._queue and _thread_runs == 0
                 and not len(self._arrivals))
 
     async def _in_thread(self, loop: asyncio.AbstractEventLoop, feeds: Tensors) -> tuple[Tensors, float]:
@@ -329,7 +331,7 @@ class DynamicBatcher:
         t0 = time.perf_counter()
         try:
             key = (total, batch[0].signature)
-            if self._inline(total, batch[0].signature, len(batch)):
+            if self._inline(total, batch[0].signature):
                 outputs, seconds = self._timed_run(feeds)
             else:
                 outputs, seconds = await self._in_thread(loop, feeds)

@@ -21,6 +21,7 @@ until its work is queued; what is queued (batcher rows, generating sequences) th
 from __future__ import annotations
 
 import asyncio
+from functools import cached_property
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -191,26 +192,33 @@ class ServedModel:
                 raise BadInput(f"input {shown(name)}: values must be from {lo} to {hi}, got "
                                f"{low if low < lo else high}")
 
+    @cached_property
+    def _input_specs(self) -> tuple[dict, frozenset, frozenset]:
+        """The card's inputs as check_inputs reads them: name -> (spec, numpy dtype), the required names, and
+        all names. Built once: the card does not change while the version serves."""
+        specs = {s.name: (s, np.dtype(V2_TO_NUMPY[s.datatype])) for s in self.card.inputs}
+        return specs, frozenset(s.name for s in self.card.inputs if not s.optional), frozenset(specs)
+
     def check_inputs(self, inputs: Tensors) -> None:
         """Names, datatypes and shapes must match the card (-1 = any size), optional inputs may be left out;
         rows must fit one batch. The batcher batches only requests with the same inputs and trailing shapes."""
-        card, batchable = self.card, self.session.batchable
-        expected = {s.name: s for s in card.inputs}
-        required = {s.name for s in card.inputs if not s.optional}
-        if not required <= set(inputs) <= set(expected):
-            optional = sorted(set(expected) - required)
-            raise BadInput(f"model {shown(card.name)} takes inputs {shown(sorted(required), 400)}"
+        expected, required, known = self._input_specs
+        names = inputs.keys()
+        if not (required <= names and names <= known):
+            optional = sorted(known - required)
+            raise BadInput(f"model {shown(self.card.name)} takes inputs {shown(sorted(required), 400)}"
                            + (f" and optionally {shown(optional, 400)}" if optional else "")
                            + f", got {shown(sorted(inputs))}")
         for name, arr in inputs.items():
-            spec = expected[name]
-            if arr.dtype != np.dtype(V2_TO_NUMPY[spec.datatype]):
+            spec, dtype = expected[name]
+            if arr.dtype != dtype:
                 raise BadInput(f"input {shown(name)}: datatype must be {spec.datatype}")
             if arr.ndim != len(spec.shape) or any(s != -1 and s != d for s, d in zip(spec.shape, arr.shape)):
                 raise BadInput(f"input {shown(name)}: shape must be {spec.shape} (-1 = any), got {list(arr.shape)}")
             if arr.shape and arr.shape[0] == 0:
                 raise BadInput(f"input {shown(name)}: the batch is empty")
         self.check_values(inputs)
+        batchable = self.session.batchable
         rows = {name: arr.shape[0] for name, arr in inputs.items() if arr.ndim}
         if batchable and len(set(rows.values())) > 1:
             raise BadInput(f"inputs disagree on the batch size (their first axis): {rows}")
