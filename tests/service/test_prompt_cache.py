@@ -113,6 +113,38 @@ def test_a_long_prompt_is_read_in_chunks_to_the_state_of_one_pass(parts, monkeyp
         np.testing.assert_allclose(chunk_state[0][name], state[0][name], rtol=0, atol=1e-5)
 
 
+def test_prompts_of_several_lengths_share_a_turn_up_to_the_chunk_of_tokens(parts, monkeypatch):
+    """One graph call per prompt length, but a yield (a turn of the scheduler's loop, with the batch's steps in
+    between) only once the calls since the last have read PREFILL_CHUNK tokens: a burst of many short prompts
+    of different lengths is not a turn per length. A long prompt still yields between its chunks."""
+    monkeypatch.setattr(stepping, "PREFILL_CHUNK", 16)
+    step, calls = stepper(parts, 0, "prefill-turns")
+    words = "The engineer and the sailor went up the river to the granite wall".split()
+    short = [ids(step, " ".join(words[:n])) for n in (1, 2, 3, 4, 5)]
+    long = ids(step, " ".join(words))
+    turns: list[list[int]] = []  # the prompt tokens per row of each call, turn by turn
+    prefill = step.prefill(short + [long])
+    try:
+        while True:
+            before = len(calls)
+            next(prefill)
+            turns.append([t for _, t in calls[before:]])
+    except StopIteration as stop:
+        turns.append([t for _, t in calls[before:]])
+        starts = stop.value
+    lengths = {len(p) for p in short + [long]}  # one group of calls per length
+    assert len(lengths) == 6 and max(lengths) == len(long) > 2 * 16
+    chunks = [c for n in lengths for c in [16] * (n // 16) + ([n % 16] if n % 16 else [])]
+    assert sorted(t for turn in turns for t in turn) == sorted(chunks)
+    for turn in turns[:-1]:  # each turn reads calls until PREFILL_CHUNK tokens are read, then yields
+        assert sum(turn) >= 16 and sum(turn[:-1]) < 16
+    assert len(turns) < len(calls)  # fewer turns than calls
+    assert [len(s) for s in starts] == [2] * 6  # a (state, logits) for each prompt
+    whole, _ = stepper(parts, 0, "prefill-turns-whole")
+    for got, want in zip(starts, whole.start(short + [long])):  # the same as one pass each
+        np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-5)
+
+
 def test_answers_are_the_same_with_the_cache_as_without_it(serve, tmp_path):
     """Identical prompts, their own seeds: the same texts and log-probabilities whether the state came
     from the cache or a prefill of its own, and the cache counted its hits."""

@@ -118,11 +118,14 @@ class RecurrentStep:
         return run_prefill(self.prefill(prompts))
 
     def prefill(self, prompts: list[np.ndarray]) -> Prefill:
-        """`start`'s work, one graph call per `next()`: it yields between calls, never after the last, and
-        returns `start`'s list. Distinct prompts of equal length go through the graph together, tokens (B, T):
-        one call instead of B (a prefill of T tokens costs T steps inside the graph; a long one is read
-        PREFILL_CHUNK tokens per call); identical prompts are read once, and one read before may come from
-        the prompt cache (then without a call)."""
+        """`start`'s work, about PREFILL_CHUNK prompt tokens per `next()`: it yields between graph calls once
+        the calls since the last yield have read that many (never after the last call), and returns `start`'s
+        list. Distinct prompts of equal length go through the graph together, tokens (B, T): one call instead
+        of B (a prefill of T tokens costs T steps inside the graph; a long one is read PREFILL_CHUNK tokens per
+        call); prompts of other lengths are further calls, in the same turn while the budget lasts (a burst of
+        32 prompts of 32 lengths is ~7 turns of the scheduler's loop, not 32, each with the batch's steps in
+        between); identical prompts are read once, and one read before may come from the prompt cache (then
+        without a call)."""
         out: list[tuple[State, np.ndarray] | None] = [None] * len(prompts)
         todo: dict[bytes, list[int]] = {}  # each distinct prompt the graph must read -> the rows that sent it
         for i, ids in enumerate(prompts):
@@ -135,15 +138,17 @@ class RecurrentStep:
         by_length: dict[int, list[tuple[bytes, list[int]]]] = {}
         for key, rows in todo.items():
             by_length.setdefault(len(prompts[rows[0]]), []).append((key, rows))
-        first = True
+        read = 0  # prompt tokens (per row) read since the last yield
         for groups in by_length.values():
             tokens = np.stack([prompts[rows[0]] for _, rows in groups])  # (G, T)
             state = zero_state(self.card, len(groups))
             for lo in range(0, tokens.shape[1], PREFILL_CHUNK):  # each chunk from the state the last ended in
-                if not first:
+                if read >= PREFILL_CHUNK:
                     yield
-                first = False
-                res = self.run({"tokens": tokens[:, lo:lo + PREFILL_CHUNK], **state})
+                    read = 0
+                chunk = tokens[:, lo:lo + PREFILL_CHUNK]
+                read += chunk.shape[1]
+                res = self.run({"tokens": chunk, **state})
                 state = {i: res[o] for i, o in zip(self.state_in, self.state_out)}
             logits = res[self.logits][:, -1, :]  # (G, V)
             for g, (key, rows) in enumerate(groups):
