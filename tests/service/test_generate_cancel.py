@@ -97,8 +97,10 @@ def test_disconnect_mid_stream_frees_the_slot_within_one_step(tmp_path, isolated
         k = at_cancel[0]
         wait_for(lambda: len(sizes) > k + 3)  # a few more steps of the steady sequence
         assert sizes[k - 1] == 2  # the stream was still being stepped, with the steady one, when it left
-        # The step under way at the disconnect (number k) may still carry the row; none after it does.
-        assert all(s == 1 for s in sizes[k:]), (k, sizes)
+        # One call after the disconnect may still carry the row: the one under way, or the one the worker had
+        # formed, having looked for cancellations just before the cancel, and not yet begun (so not counted
+        # in k; seen once in CI). None after it does.
+        assert all(s == 1 for s in sizes[k + 1:]), (k, sizes)
         other.join(30)
         assert background["r"].status_code == 200
         assert background["r"].json()["details"]["generated_tokens"] == 300
