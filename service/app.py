@@ -37,19 +37,18 @@ class Service(FastAPI):
     Why: FastAPI wraps every request in its own layers (server errors, exceptions, telemetry, body limit,
     exit stacks). The hot endpoints that service.fastpath answers need none of them, and under load on 2
     cores those layers cost more of the event loop's time per LeNet request than our whole batching path
-    (benchmarks/serve_bench.py, docs/performance.md). Everything FastPath passes on still goes through them."""
+    (benchmarks/serve_bench.py, docs/performance.md). Everything FastPath passes on still goes through them.
+    Starlette builds the stack once, at the first request, as it does for `add_middleware`."""
 
-    front: list[tuple[type, dict]] = []
-    _entrance = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.front: list[tuple[type, dict]] = []
 
-    async def __call__(self, scope, receive, send):
-        if self._entrance is None:
-            entrance = super().__call__
-            for cls, options in reversed(self.front):
-                entrance = cls(entrance, **options)
-            self._entrance = entrance
-        scope["app"] = self
-        await self._entrance(scope, receive, send)
+    def build_middleware_stack(self):
+        app = super().build_middleware_stack()
+        for cls, options in reversed(self.front):
+            app = cls(app, **options)
+        return app
 
 
 def create_app(settings: Settings | None = None, *, available_providers: list[str] | None = None) -> Service:
