@@ -38,10 +38,11 @@ from zooserve.card import ModelCard
 from zooserve.text import CLOSERS, SENTENCE_END, Vocab, char_stream
 
 State = Any
-# Prompt tokens per prefill call. The scheduler steps the sequences already generating between a prefill's
-# calls, so this bounds how long a long prompt stalls them: a call of 128 tokens is about 12 ms for one
-# island-lstm row on the 2-core AVX2 EPYC, where a prompt at the 8,000-character limit (7,905 tokens) held
-# them 0.74 s. The calls' fixed costs add little: that prompt is read in 0.81 s in calls of 128, 0.79 s in
+# Prompt tokens per prefill call, and per turn of the scheduler's loop: it steps the sequences already
+# generating between turns, and a turn ends once its calls have read this many tokens per row (short prompts
+# of several lengths share one; a turn reads fewer than twice this), so this bounds how long a prefill stalls
+# them: a call of 128 tokens is about 12 ms for one island-lstm row on the 2-core AVX2 EPYC, where a prompt
+# at the 8,000-character limit (7,905 tokens) held them 0.74 s. The calls' fixed costs add little: that prompt is read in 0.81 s in calls of 128, 0.79 s in
 # calls of 1024 (medians of 5). It also bounds memory, as the graph's buffers and its logits output
 # (G, t, V) grow with t (64 such prompts raised the peak RSS by 804 MB in one call, 107 MB in calls of 1024).
 PREFILL_CHUNK = 128
