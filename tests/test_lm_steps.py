@@ -14,6 +14,7 @@ import torch
 from training.export import lm_steps, rnn_export
 from training.zoo.rnnlm import RNNLM, RNNLMConfig
 from zooserve.card import load_card
+from zooserve.numeric import cumexp, inverse_cdf
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ("island-rnn", "island-lstm", "island-gru", "island-lstm-int8")
@@ -63,6 +64,48 @@ def test_a_uniform_picks_by_the_inverse_cdf(tmp_path):
         tokens, *_ = sess.run(None, {"token": np.array([0]), "h0": h, "uniforms": np.array([[u]]),
                                      "temperature": np.ones(1)})
         assert tokens[0, 0] == want
+
+
+def table_step(table: np.ndarray) -> onnx.ModelProto:
+    """A step graph whose logits for token t are table[t] (V, V), with a state it passes through: logits chosen
+    by hand, ties and extremes included."""
+    vocab = table.shape[0]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Gather", ["table", "tokens"], ["logits"], axis=0),  # (B, 1, V)
+         onnx.helper.make_node("Identity", ["h0"], ["hn"])], "table",
+        [onnx.helper.make_tensor_value_info("tokens", onnx.TensorProto.INT64, ["batch", "time"]),
+         onnx.helper.make_tensor_value_info("h0", onnx.TensorProto.FLOAT, [1, "batch", 2])],
+        [onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", "time", vocab]),
+         onnx.helper.make_tensor_value_info("hn", onnx.TensorProto.FLOAT, [1, "batch", 2])],
+        initializer=[onnx.numpy_helper.from_array(table.astype(np.float32), "table")])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def test_greedy_rows_take_the_first_maximum_beside_sampled_rows():
+    """Temperature 0 is numpy's argmax (the first of tied maxima) whatever the logits' scale: float32's smallest
+    gap, its largest values, a maximum in the last place; rows sampled beside them keep the inverse-CDF rule."""
+    tiny = np.float32(1.4e-45)  # the smallest float32 above 0
+    big = np.finfo(np.float32).max
+    table = np.array([[1, 3, 3, 0, -2], [0, tiny, tiny, 0, 0], [big, big, -big, 0, 1], [-2, -1, -1, -1, -3],
+                      [0, 0, 0, 0, 1e-3]], np.float32)
+    sess = ort.InferenceSession(lm_steps.build(table_step(table), 5).SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    rows = np.arange(5)
+    for u in (0.0, 0.5, 0.999999):
+        tokens, logits, _ = sess.run(None, {"token": rows, "h0": np.zeros((1, 5, 2), np.float32),
+                                            "uniforms": np.full((5, 3), u), "temperature": np.zeros(5)})
+        want = [np.argmax(table[r]) for r in rows]  # 1, 1, 0, 1, 4
+        assert tokens[:, 0].tolist() == want == [1, 1, 0, 1, 4]
+        assert tokens[:, 1].tolist() == [np.argmax(table[t]) for t in want]
+    # A greedy row and sampled rows in one batch: each row by its own rule.
+    temperature, u = np.array([0.0, 1.0, 0.7]), np.array([[0.9], [0.3], [0.8]])
+    tokens, *_ = sess.run(None, {"token": np.array([0, 3, 4]), "h0": np.zeros((1, 3, 2), np.float32),
+                                 "uniforms": u, "temperature": temperature})
+    z = table[[3, 4]].astype(np.float64) / temperature[1:, None]
+    want = inverse_cdf(cumexp(z)[1], u[1:])
+    assert tokens[:, 0].tolist() == [1, *want.tolist()]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

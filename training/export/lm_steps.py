@@ -19,7 +19,10 @@ Sampling follows the service's plain rule (service/runtime/generation/sampling.p
 repetition penalty, which stay with one token per call): float64, z = logits / temperature,
 cdf = cumsum(exp(z - max z)), token = the number of cdf[:V-1] values <= u * cdf[V-1] (zooserve.numeric), so a
 row's tokens equal stepping model.onnx and sampling each step in numpy with the same numbers (the parity check
-below, and tests/test_lm_steps.py), unless exp rounds differently in the last bit right at a boundary.
+below, and tests/test_lm_steps.py), unless exp rounds differently in the last bit right at a boundary. A
+greedy row goes through the same nodes (GREEDY_DIVISOR), which gives numpy's argmax. Whatever can be done once
+per call (each row's divisor, the numbers' layout) is done outside the Loop: at B = 32 the sampling nodes cost
+the INT8 LSTM's step more than the Loop itself does.
 
     python -m training.export.lm_steps models/island-lstm/1 [more version folders]   # add or rebuild
 """
@@ -53,30 +56,37 @@ def _const(name: str, values, dtype=TensorProto.INT64, dims=None) -> onnx.NodePr
         name + "/value", dtype, [len(values)] if dims is None else dims, values))
 
 
+# Greedy rows divide their logits by this power of two (z * 2^600, exact) and draw u = 0: exp(z - max z) is then
+# 1 at the row's maxima and 0 elsewhere (the smallest gap between two float32 logits, 1.4e-45, scales to 5.8e135),
+# so the count of cdf values <= 0 is the index of the first maximum, numpy's argmax. The same sampling nodes
+# serve every row, where an ArgMax and a Where per token cost a B=32 step of the INT8 LSTM about 2 us.
+GREEDY_DIVISOR = 2.0 ** -600
+
+
 def _sampler(opset: int, vocab: int) -> list[onnx.NodeProto]:
-    """Body nodes: logits (B, V) float32, uniforms, iteration i -> token (B,) int64 by the plain rule."""
+    """Body nodes: logits (B, 1, V) float32, this iteration's numbers u (B, 1, 1) -> token (B, 1) int64 by the
+    plain rule. Every tensor keeps the step graph's (B, 1, ...) shape, so the body has no Squeeze or Unsqueeze."""
     if opset >= 18:  # ReduceMax takes its axes as an input from opset 18, an attribute before
-        reduce_max = helper.make_node("ReduceMax", [P + "z", P + "axis1"], [P + "zmax"], keepdims=1)
+        reduce_max = helper.make_node("ReduceMax", [P + "z", P + "axis2"], [P + "zmax"], keepdims=1)
     else:
-        reduce_max = helper.make_node("ReduceMax", [P + "z"], [P + "zmax"], axes=[1], keepdims=1)
+        reduce_max = helper.make_node("ReduceMax", [P + "z"], [P + "zmax"], axes=[2], keepdims=1)
     return [
-        helper.make_node("Cast", [P + "logits"], [P + "z64"], to=TensorProto.DOUBLE),
-        helper.make_node("Div", [P + "z64", P + "temp_safe"], [P + "z"]),  # (B, V) / (B, 1)
-        reduce_max,  # (B, 1)
+        helper.make_node("Cast", [P + "logits3"], [P + "z64"], to=TensorProto.DOUBLE),
+        helper.make_node("Div", [P + "z64", P + "temp_b11"], [P + "z"]),  # (B, 1, V) / (B, 1, 1)
+        reduce_max,  # (B, 1, 1)
         helper.make_node("Sub", [P + "z", P + "zmax"], [P + "zc"]),
         helper.make_node("Exp", [P + "zc"], [P + "e"]),
-        helper.make_node("CumSum", [P + "e", P + "axis1_scalar"], [P + "cdf"]),  # (B, V), unnormalised
-        _const(P + "last_lo", [vocab - 1]), _const(P + "last_hi", [vocab]), _const(P + "zero", [0]),
-        helper.make_node("Slice", [P + "cdf", P + "last_lo", P + "last_hi", P + "axis1"], [P + "total"]),  # (B, 1)
-        helper.make_node("Slice", [P + "cdf", P + "zero", P + "last_lo", P + "axis1"], [P + "head"]),  # (B, V-1)
-        helper.make_node("Gather", [P + "uniforms", P + "i"], [P + "u"], axis=1),  # (B,)
-        helper.make_node("Unsqueeze", [P + "u", P + "axis1"], [P + "u2"]),  # (B, 1)
-        helper.make_node("Mul", [P + "u2", P + "total"], [P + "threshold"]),
+        helper.make_node("CumSum", [P + "e", P + "axis2_scalar"], [P + "cdf"]),  # (B, 1, V), unnormalised
+        helper.make_node("Slice", [P + "cdf", P + "last_lo", P + "last_hi", P + "axis2"], [P + "total"]),  # (B,1,1)
+        helper.make_node("Slice", [P + "cdf", P + "zero", P + "last_lo", P + "axis2"], [P + "head"]),  # (B,1,V-1)
+        helper.make_node("Gather", [P + "u_kb11", P + "i"], [P + "u"], axis=0),  # (B, 1, 1)
+        helper.make_node("Mul", [P + "u", P + "total"], [P + "threshold"]),
         helper.make_node("LessOrEqual", [P + "head", P + "threshold"], [P + "below"]),
-        helper.make_node("Cast", [P + "below"], [P + "below64"], to=TensorProto.INT64),
-        helper.make_node("ReduceSum", [P + "below64", P + "axis1"], [P + "drawn"], keepdims=0),  # (B,)
-        helper.make_node("ArgMax", [P + "z64"], [P + "best"], axis=1, keepdims=0),  # first maximum, as numpy
-        helper.make_node("Where", [P + "greedy", P + "best", P + "drawn"], [P + "token_out"]),
+        # Counted in float32 (exact up to 2^24 values): onnxruntime's float ReduceSum is vectorised, its int64
+        # one is not (4 us of a 26 us sampler at B=32, V=80).
+        helper.make_node("Cast", [P + "below"], [P + "below32"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", [P + "below32", P + "axis2"], [P + "count"], keepdims=0),  # (B, 1)
+        helper.make_node("Cast", [P + "count"], [P + "token_out"], to=TensorProto.INT64),
     ]
 
 
@@ -86,16 +96,16 @@ def build(step: onnx.ModelProto, vocab: int) -> onnx.ModelProto:
     g = step.graph
     states_in = [i.name for i in g.input[1:]]
     states_out = [o.name for o in g.output[1:]]
-    rename = {g.input[0].name: P + "tokens", g.output[0].name: P + "logits3",
+    # The loop-carried token is (B, 1), the step graph's tokens at T = 1, so the body feeds it straight in.
+    rename = {g.input[0].name: P + "token_in", g.output[0].name: P + "logits3",
               **{s: P + "in/" + s for s in states_in}, **{s: P + "out/" + s for s in states_out}}
-    body_nodes = [_const(P + "axis1", [1]), _const(P + "axis1_scalar", [1], dims=[]),
-                  helper.make_node("Unsqueeze", [P + "token_in", P + "axis1"], [P + "tokens"])]  # (B, 1)
+    body_nodes = [_const(P + "axis2", [2]), _const(P + "axis2_scalar", [2], dims=[]),
+                  _const(P + "last_lo", [vocab - 1]), _const(P + "last_hi", [vocab]), _const(P + "zero", [0])]
     for node in g.node:
         n = copy.deepcopy(node)
         n.input[:] = [rename.get(x, x) for x in n.input]
         n.output[:] = [rename.get(x, x) for x in n.output]
         body_nodes.append(n)
-    body_nodes.append(helper.make_node("Squeeze", [P + "logits3", P + "axis1"], [P + "logits"]))  # (B, V)
     body_nodes += _sampler(opset_of(step), vocab)
     body_nodes += [helper.make_node("Identity", [P + "cond"], [P + "cond_out"]),
                    helper.make_node("Identity", [P + "token_out"], [P + "token_scan"])]
@@ -108,24 +118,35 @@ def build(step: onnx.ModelProto, vocab: int) -> onnx.ModelProto:
     body = helper.make_graph(
         body_nodes, "step",
         [info(P + "i", TensorProto.INT64, []), info(P + "cond", TensorProto.BOOL, []),
-         info(P + "token_in", TensorProto.INT64, ["batch"]), *state_info],
-        [info(P + "cond_out", TensorProto.BOOL, []), info(P + "token_out", TensorProto.INT64, ["batch"]),
+         info(P + "token_in", TensorProto.INT64, ["batch", 1]), *state_info],
+        [info(P + "cond_out", TensorProto.BOOL, []), info(P + "token_out", TensorProto.INT64, ["batch", 1]),
          *[helper.make_value_info(P + "out/" + o, t.type) for o, t in zip(states_out, g.output[1:])],
-         info(P + "token_scan", TensorProto.INT64, ["batch"]), info(P + "logits", TensorProto.FLOAT, ["batch", vocab])])
+         info(P + "token_scan", TensorProto.INT64, ["batch", 1]),
+         info(P + "logits3", TensorProto.FLOAT, ["batch", 1, vocab])])
+    # Once per call, outside the Loop: each row's divisor and numbers in the shapes the body reads.
     outer = [
         helper.make_node("Shape", ["uniforms"], [P + "shape_u"]),
         _const(P + "one", [1], dims=[]),
         helper.make_node("Gather", [P + "shape_u", P + "one"], [P + "trips"], axis=0),  # K, a scalar
         _const(P + "zero64", [0.0], TensorProto.DOUBLE, dims=[]),
-        _const(P + "one64", [1.0], TensorProto.DOUBLE, dims=[]),
+        _const(P + "greedy_divisor", [GREEDY_DIVISOR], TensorProto.DOUBLE, dims=[]),
+        _const(P + "axes12", [1, 2]),
+        _const(P + "axes23", [2, 3]),
         _const(P + "axis1_outer", [1]),
+        _const(P + "axis2_outer", [2]),
         helper.make_node("Equal", ["temperature", P + "zero64"], [P + "greedy"]),  # (B,)
-        helper.make_node("Where", [P + "greedy", P + "one64", "temperature"], [P + "temp_rows"]),
-        helper.make_node("Unsqueeze", [P + "temp_rows", P + "axis1_outer"], [P + "temp_safe"]),  # (B, 1)
-        helper.make_node("Identity", ["uniforms"], [P + "uniforms"]),
-        helper.make_node("Loop", [P + "trips", "", "token", *states_in],
-                         [P + "token_last", *states_out, P + "tokens_kb", P + "logits_kbv"], body=body),
-        helper.make_node("Transpose", [P + "tokens_kb"], ["tokens"], perm=[1, 0]),  # (K, B) -> (B, K)
+        helper.make_node("Where", [P + "greedy", P + "greedy_divisor", "temperature"], [P + "temp_rows"]),
+        helper.make_node("Unsqueeze", [P + "temp_rows", P + "axes12"], [P + "temp_b11"]),  # (B, 1, 1)
+        helper.make_node("Unsqueeze", [P + "greedy", P + "axis1_outer"], [P + "greedy_b1"]),  # (B, 1)
+        helper.make_node("Where", [P + "greedy_b1", P + "zero64", "uniforms"], [P + "u_bk"]),  # (B, K)
+        helper.make_node("Transpose", [P + "u_bk"], [P + "u_kb"], perm=[1, 0]),
+        helper.make_node("Unsqueeze", [P + "u_kb", P + "axes23"], [P + "u_kb11"]),  # (K, B, 1, 1)
+        helper.make_node("Unsqueeze", ["token", P + "axis1_outer"], [P + "token_b1"]),  # (B, 1)
+        helper.make_node("Loop", [P + "trips", "", P + "token_b1", *states_in],
+                         [P + "token_last", *states_out, P + "tokens_kb1", P + "logits_kb1v"], body=body),
+        helper.make_node("Squeeze", [P + "tokens_kb1", P + "axis2_outer"], [P + "tokens_kb"]),  # (K, B, 1) -> (K, B)
+        helper.make_node("Transpose", [P + "tokens_kb"], ["tokens"], perm=[1, 0]),  # -> (B, K)
+        helper.make_node("Squeeze", [P + "logits_kb1v", P + "axis2_outer"], [P + "logits_kbv"]),  # -> (K, B, V)
         helper.make_node("Transpose", [P + "logits_kbv"], ["logits"], perm=[1, 0, 2]),  # -> (B, K, V)
     ]
     graph = helper.make_graph(
