@@ -6,7 +6,10 @@ names the level it was measured at (`isa_level()`), and the server logs it at st
 
 The flags come from numpy's CPUID probe (`__cpu_features__`), so they describe the CPU the process sees, an
 emulated one included (`qemu-x86_64 -cpu EPYC-Rome`, as `tests/test_int8_isa.py` uses); AVX-VNNI and AMX,
-which numpy does not probe, come from /proc/cpuinfo.
+which numpy does not probe, come from /proc/cpuinfo, which describes the host's CPU even to an emulated
+process. So those two are read only when /proc/cpuinfo agrees with numpy's probe on the features both report
+(`_host_flags`): under `qemu-x86_64 -cpu EPYC-Rome` on an AMD Zen 5 host, /proc/cpuinfo lists avx_vnni and
+avx512f, numpy sees neither, and the process is an AVX2 one.
 """
 
 from __future__ import annotations
@@ -34,6 +37,20 @@ def _cpuinfo_flags() -> set[str]:
     return set()
 
 
+# numpy's name for a feature -> /proc/cpuinfo's: features both report, compared by _host_flags.
+_BOTH = {"AVX2": "avx2", "FMA3": "fma", "F16C": "f16c", "AVX512F": "avx512f", "AVX512BW": "avx512bw",
+         "AVX512VNNI": "avx512_vnni"}
+
+
+def _host_flags(f: dict[str, bool]) -> set[str]:
+    """/proc/cpuinfo's flags if they describe the CPU this process sees (they agree with numpy's probe `f` on
+    every feature both report), else none: an emulator presents another CPU than the host's."""
+    flags = _cpuinfo_flags()
+    if any(bool(f.get(name)) != (flag in flags) for name, flag in _BOTH.items()):
+        return set()
+    return flags
+
+
 @lru_cache(maxsize=1)
 def isa_level() -> str:
     """The highest level that changes onnxruntime's INT8 kernels: "amx", "avx512-vnni", "avx-vnni",
@@ -41,7 +58,7 @@ def isa_level() -> str:
     machine = platform.machine().lower()
     f = _numpy_features()
     if machine in ("x86_64", "amd64", "i686", "x86"):
-        flags = _cpuinfo_flags()
+        flags = _host_flags(f)
         if f.get("AVX512_SPR") and "amx_int8" in flags:
             return "amx"
         if f.get("AVX512VNNI"):
