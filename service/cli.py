@@ -79,9 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="zooserve-metrics-")
     # ws="none": the service has no WebSocket routes, and uvicorn's "auto" imports a WebSocket library
     # whenever one is installed (wsproto comes with the test tools: 40 ms of start-up).
-    uvicorn.run("service.app:factory", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, log_level=settings.log_level, access_log=False, ws="none",
-                timeout_graceful_shutdown=settings.shutdown_grace_s)
+    options = dict(factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+                   log_level=settings.log_level, access_log=False, ws="none",
+                   timeout_graceful_shutdown=settings.shutdown_grace_s)
+    if settings.workers > 1:  # each worker on a socket of its own: see service.workers
+        from service import workers
+
+        workers.run(uvicorn.Config("service.app:factory", **options))
+    else:
+        uvicorn.run("service.app:factory", **options)
     return 0
 
 
