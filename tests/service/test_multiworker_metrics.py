@@ -84,6 +84,10 @@ def test_each_worker_listens_on_its_own_socket_and_both_take_connections(tmp_pat
     prom = env["PROMETHEUS_MULTIPROC_DIR"]
     with sf.running_server(repo.root, workdir=tmp_path / "work", env=env) as server:
         both_ready(prom)
+        # A worker listens once its start-up (the models' loading, which sets the gauge above) is over.
+        deadline = time.monotonic() + 30
+        while listening_sockets(server.port) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert listening_sockets(server.port) == 2
         body = json.dumps(infer_json(images(1))).encode()
         request = (f"POST /v2/models/lin/infer HTTP/1.1\r\nHost: {sf.HOST}\r\nContent-Type: application/json\r\n"
