@@ -10,14 +10,16 @@ nginx's `reuseport` and gunicorn's `--reuse-port` do.
 
 The supervisor stays uvicorn's (`Multiprocess`: health checks, restarts, signals); only the socket each
 worker listens on changes. The supervisor's own socket is bound with SO_REUSEPORT but never listens: it
-reserves the port (and fails at once if another program holds it) without taking connections. Where the
-platform has no SO_REUSEPORT, the workers share one socket as uvicorn does.
+reserves the port (and fails at once if another program holds it) without taking connections. Only Linux
+spreads connections over SO_REUSEPORT sockets (the BSDs and macOS accept the option but do not balance), so
+elsewhere the workers share one socket as uvicorn's do.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import sys
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess, multiprocess
@@ -45,8 +47,8 @@ class ReusePortProcess(multiprocess.Process):
 
 def run(config: uvicorn.Config) -> None:
     """Serve `config` (its `workers` > 1) with uvicorn's supervisor, each worker on its own socket."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        log.warning("no SO_REUSEPORT on this platform: the workers share one socket")
+    if not sys.platform.startswith("linux"):
+        log.warning("connections are spread over workers' own sockets only on Linux: the workers share one")
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
     sock = reuse_port_socket(config.host, config.port)
