@@ -22,6 +22,7 @@ import socket
 import sys
 
 import uvicorn
+from uvicorn.server import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess, multiprocess
 
 log = logging.getLogger("uvicorn.error")  # beside uvicorn's own start-up lines
@@ -51,7 +52,11 @@ def run(config: uvicorn.Config) -> None:
         log.warning("connections are spread over workers' own sockets only on Linux: the workers share one")
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
-    sock = reuse_port_socket(config.host, config.port)
+    try:
+        sock = reuse_port_socket(config.host, config.port)
+    except OSError as exc:  # as uvicorn's own bind: say why, exit with its start-up failure code
+        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+        sys.exit(STARTUP_FAILURE)
     log.info("zooserve running on http://%s:%d with %d workers (one socket each)", config.host,
              sock.getsockname()[1], config.workers)
     # uvicorn's Multiprocess makes its workers with the module's `Process`; this supervisor's are ours.

@@ -138,3 +138,19 @@ def test_two_workers_report_one_sum(tmp_path):
     assert len([name for name in pids if name.startswith("counter_")]) == 2, pids
     # Readiness is the lowest over live workers: both loaded the model.
     assert ready[("zooserve_model_ready", (("model", "lin"), ("version", "1")))] == 1
+
+
+def test_a_port_held_by_another_program_stops_the_start_with_uvicorns_code(capfd):
+    import uvicorn
+
+    from service import workers
+
+    with socket.socket() as held:
+        held.bind((sf.HOST, 0))
+        held.listen()
+        port = held.getsockname()[1]
+        config = uvicorn.Config("service.app:factory", factory=True, host=sf.HOST, port=port, workers=2)
+        with pytest.raises(SystemExit) as stopped:
+            workers.run(config)
+    assert stopped.value.code == 3  # uvicorn's STARTUP_FAILURE
+    assert f"cannot listen on {sf.HOST}:{port}" in capfd.readouterr().err  # uvicorn's handler, on stderr
