@@ -42,8 +42,8 @@ class ReusePortProcess(multiprocess.Process):
     uvicorn's Server listens on the socket it is given)."""
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover - in the worker
-        port = sockets[0].getsockname()[1] if sockets else self.config.port
-        super().target([reuse_port_socket(self.config.host, port)])
+        # The supervisor's socket (run() below) names the port: with port 0, the one the kernel chose.
+        super().target([reuse_port_socket(self.config.host, sockets[0].getsockname()[1])])
 
 
 def run(config: uvicorn.Config) -> None:

@@ -14,12 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import uvicorn
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, os.path.dirname(__file__))
 import serve_fixture as sf  # noqa: E402
 
+from service import workers  # noqa: E402
 from tests.service.conftest import RepoWriter, images, infer_json  # noqa: E402
 
 REQUESTS = 24
@@ -141,10 +143,6 @@ def test_two_workers_report_one_sum(tmp_path):
 
 
 def test_a_port_held_by_another_program_stops_the_start_with_uvicorns_code(capfd):
-    import uvicorn
-
-    from service import workers
-
     with socket.socket() as held:
         held.bind((sf.HOST, 0))
         held.listen()

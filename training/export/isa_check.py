@@ -55,24 +55,33 @@ def available(isa: str = "avx2") -> bool:
             and shutil.which(EMULATORS[isa][0]) is not None)
 
 
+def _env() -> dict[str, str]:
+    """The environment of an emulated child: this checkout first on its path."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def emulated_level(isa: str = "avx2") -> str:
+    """The CPU level (zooserve.cpu.isa_level) that a process under the `isa` emulator reports."""
+    probe = "from zooserve import cpu; print(cpu.isa_level())"
+    # qemu warns on stderr about every host CPU feature its TCG cannot emulate; only stdout is read.
+    return subprocess.run([*EMULATORS[isa], sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=_env(), timeout=120, check=True).stdout.strip()
+
+
 def emulated_outputs(model_dir: Path, inputs: dict[str, np.ndarray], isa: str = "avx2",
                      timeout_s: float = 3600) -> np.ndarray:
     """`onnx_eval.outputs(model_dir, inputs)` computed on an emulated `isa` CPU (one onnxruntime thread)."""
     if not available(isa):
         raise EmulatorUnavailable(f"cannot emulate {isa}: needs {EMULATORS.get(isa, ['?'])[0]} on an x86-64 "
                                   "machine (Debian: apt-get install qemu-user)")
+    seen = emulated_level(isa)
+    if seen != isa:
+        raise EmulatorUnavailable(f"the emulated process reports CPU level {seen!r}, not {isa!r}")
     with tempfile.TemporaryDirectory(prefix="isa-check-") as tmp:
         src, dst = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npy"
         np.savez(src, **inputs)
-        probe = "from zooserve import cpu; print(cpu.isa_level())"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-        # qemu warns about every host CPU feature its TCG cannot emulate; those lines are noise here.
-        seen = subprocess.run([*EMULATORS[isa], sys.executable, "-c", probe], capture_output=True, text=True,
-                              env=env, timeout=120, check=True).stdout.strip()
-        if seen != isa:
-            raise EmulatorUnavailable(f"the emulated process reports CPU level {seen!r}, not {isa!r}")
         run = subprocess.run([*EMULATORS[isa], sys.executable, "-m", "training.export.onnx_eval", str(model_dir),
-                              str(src), str(dst)], capture_output=True, text=True, env=env, timeout=timeout_s)
+                              str(src), str(dst)], capture_output=True, text=True, env=_env(), timeout=timeout_s)
         if run.returncode != 0:
             noise = "TCG doesn't support requested feature"
             err = "\n".join(line for line in run.stderr.splitlines() if noise not in line)
