@@ -37,9 +37,11 @@ def _cpuinfo_flags() -> set[str]:
     return set()
 
 
-# numpy's name for a feature -> /proc/cpuinfo's: features both report, compared by _host_flags.
+# numpy's name for a feature -> /proc/cpuinfo's: features both report, compared by _host_flags. GFNI, VAES and
+# VPCLMULQDQ come with every CPU that has AVX-VNNI (Intel from Alder Lake, AMD from Zen 4) and not with the
+# emulated Zen 2, so even an AVX-VNNI host without AVX-512 disagrees with an emulated process.
 _BOTH = {"AVX2": "avx2", "FMA3": "fma", "F16C": "f16c", "AVX512F": "avx512f", "AVX512BW": "avx512bw",
-         "AVX512VNNI": "avx512_vnni"}
+         "AVX512VNNI": "avx512_vnni", "GFNI": "gfni", "VAES": "vaes", "VPCLMULQDQ": "vpclmulqdq"}
 
 
 def _host_flags(f: dict[str, bool]) -> set[str]:
