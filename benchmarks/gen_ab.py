@@ -28,7 +28,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import record  # noqa: E402  (after the path fix above)
-from benchmarks.gen_bench import raw_rows_per_s, server_env, server_options, stream_once  # noqa: E402
+from benchmarks.gen_bench import (add_burst_arguments, raw_rows_per_s, server_env, server_options,  # noqa: E402
+                                  stream_once)
 from tests.service.serve_fixture import running_server  # noqa: E402
 
 
@@ -60,14 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--against", type=Path, required=True, help="the other checkout (its service/ is served)")
-    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository (both servers)")
-    p.add_argument("--model", default="island-lstm-int8", help="the language model")
-    p.add_argument("--streams", type=int, default=32, help="concurrent streams per burst")
-    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
+    add_burst_arguments(p)  # --models serves both servers
     p.add_argument("--rounds", type=int, default=12, help="bursts per server")
-    p.add_argument("--prompts", choices=("same", "distinct"), default="same", help="as gen_bench's --prompts")
     p.add_argument("--dry-run", action="store_true", help="tiny counts: 2 streams, 16 tokens, 2 rounds")
-    record.add_arguments(p)
     args = p.parse_args(argv)
     if args.dry_run:
         args.streams, args.tokens, args.rounds = 2, 16, 2

@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -150,12 +151,15 @@ async def _one_stream(host: str, port: int, model: str, tokens: int, seed: int,
     return first, time.perf_counter() - t0, json.loads(event)["details"]["generated_tokens"]
 
 
-async def stream_once(base: str, model: str, streams: int, tokens: int,
-                      prompts: str = "same") -> tuple[float, int, float]:
+async def stream_once(base: str, model: str, streams: int, tokens: int, prompts: str = "same",
+                      before_burst: Callable[[], None] | None = None) -> tuple[float, int, float]:
     """`streams` concurrent requests of `tokens` tokens -> (wall seconds, tokens in all, median seconds per
-    token of one stream after its first: its time per output token)."""
+    token of one stream after its first: its time per output token). `before_burst` runs after the warm-up
+    stream, right before the clock starts (gen_cpu reads the CPU times there)."""
     host, port = base.removeprefix("http://").split(":")
     await _one_stream(host, int(port), model, tokens, 0, prompts)  # warm the server
+    if before_burst is not None:
+        before_burst()
     t0 = time.perf_counter()
     done = await asyncio.gather(*(_one_stream(host, int(port), model, tokens, s, prompts)
                                   for s in range(1, streams + 1)))
@@ -229,6 +233,16 @@ def add_stream_arguments(p: argparse.ArgumentParser, streams: str) -> None:
     p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
     p.add_argument("--repeats", type=int, default=3, help="runs per figure (the median is shown)")
     p.add_argument("--dry-run", action="store_true", help="tiny counts: 1 and 2 streams, 16 tokens, 1 repeat")
+    record.add_arguments(p)
+
+
+def add_burst_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of the benchmarks that time bursts of one model (gen_ab.py, gen_cpu.py)."""
+    p.add_argument("--models", type=Path, default=ROOT / "models", help="model repository")
+    p.add_argument("--model", default="island-lstm-int8", help="the language model")
+    p.add_argument("--streams", type=int, default=32, help="concurrent streams per burst")
+    p.add_argument("--tokens", type=int, default=256, help="tokens per stream")
+    p.add_argument("--prompts", choices=("same", "distinct"), default="same", help="as gen_bench's --prompts")
     record.add_arguments(p)
 
 

@@ -53,6 +53,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import record  # noqa: E402  (after the path is set)
+from benchmarks.peers.proc_cpu import tree_cpu_seconds  # noqa: E402
 from zooserve import cpu  # noqa: E402
 
 HOST = "127.0.0.1"  # the only address this script ever binds or connects to
@@ -95,6 +96,11 @@ class Row:
     vs_ceiling: float | None = None
     workers: int = 1
     rps_runs: list[float] | None = None  # req/s of each repeat (--repeats): rps is their median
+    server_cpu_s: float | None = None  # zooserve: CPU seconds of its process tree over the measured window
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        return 1e6 * self.server_cpu_s / self.requests if self.server_cpu_s is not None and self.requests else None
 
     def __post_init__(self):
         if isinstance(self.latencies_ms, dict):  # from wrk: percentiles only
@@ -114,7 +120,8 @@ class Row:
 
 def merge_repeats(rows: list[Row]) -> list[Row]:
     """One row per (target, model, encoding, concurrency) from --repeats runs: the median req/s, the requests,
-    errors and seconds summed, latencies pooled (wrk: the median of each percentile), the formed batch averaged."""
+    errors, seconds and server CPU summed, latencies pooled (wrk: the median of each percentile), the formed
+    batch averaged."""
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
         groups.setdefault((r.target, r.model, r.encoding, r.concurrency, r.workers), []).append(r)
@@ -127,11 +134,13 @@ def merge_repeats(rows: list[Row]) -> list[Row]:
         pct = ({q: statistics.median(r.percentiles_ms[q] for r in runs) for q in first.percentiles_ms}
                if first.percentiles_ms is not None else None)
         formed = [r.formed_batch for r in runs if r.formed_batch]
+        cpu_s = [r.server_cpu_s for r in runs if r.server_cpu_s is not None]
         merged.append(Row(first.target, first.model, first.encoding, first.concurrency,
                           sum(r.requests for r in runs), sum(r.errors for r in runs), sum(r.seconds for r in runs),
                           [ms for r in runs for ms in r.latencies_ms], percentiles_ms=pct,
                           formed_batch=sum(formed) / len(formed) if formed else None, workers=first.workers,
-                          rps_runs=[r.rps for r in runs]))
+                          rps_runs=[r.rps for r in runs],
+                          server_cpu_s=sum(cpu_s) if len(cpu_s) == len(runs) else None))
     return merged
 
 
@@ -595,6 +604,29 @@ def ort_threads(sess, feeds_fn, concurrency: int, calls: int, max_seconds: float
 
 # -- zooserve metrics ------------------------------------------------------------------------------
 
+class Window:
+    """What the server did over a measured window, from a sample at each end: the mean rows per onnxruntime
+    call its batchers formed (/metrics, which adds up across workers) and the CPU seconds of its whole process
+    tree (/proc: the server, its worker processes, their threads)."""
+
+    def __init__(self, port: int, pid: int, model: str):
+        self.port, self.pid, self.model = port, pid, model
+        self.samples: list[tuple[tuple[float, float], float]] = []  # ((calls, rows), CPU seconds)
+
+    def sample(self) -> None:
+        self.samples.append((batch_histogram(self.port, self.model), tree_cpu_seconds(self.pid)[0]))
+
+    @property
+    def formed_batch(self) -> float | None:
+        (n0, s0), _ = self.samples[0]
+        (n1, s1), _ = self.samples[-1]
+        return (s1 - s0) / (n1 - n0) if n1 > n0 else None
+
+    @property
+    def cpu_s(self) -> float:
+        return self.samples[-1][1] - self.samples[0][1]
+
+
 def batch_histogram(port: int, model: str) -> tuple[float, float]:
     """(count, sum) of zooserve_batch_size for `model`."""
     status, body = http_get(port, "/metrics")
@@ -829,16 +861,14 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(Row(target, "-", enc, c, done, errors, wall, lat))
                     log(f"{target} {enc} c={c}: {rows[-1].rps:.0f} req/s")
                 for m in models:
-                    hist = []  # (count, sum) of the batch-size histogram around the measured window
+                    window = Window(server.port, server.proc.pid, m)
                     done, errors, wall, lat = runner.run(load(
                         args.client, server.port, url(m), ctx[m]["bodies"][enc], c, plan.requests, plan.max_seconds,
-                        plan.warmup,
-                        before=lambda: hist.append(batch_histogram(server.port, m)),
-                        after=lambda: hist.append(batch_histogram(server.port, m))))
-                    (n0, s0), (n1, s1) = hist
-                    formed = (s1 - s0) / (n1 - n0) if n1 > n0 else None
-                    rows.append(Row("zooserve", m, enc, c, done, errors, wall, lat, formed_batch=formed))
-                    log(f"zooserve {m} {enc} c={c}: {rows[-1].rps:.0f} req/s, formed batch {formed or 0:.1f}")
+                        plan.warmup, before=window.sample, after=window.sample))
+                    rows.append(Row("zooserve", m, enc, c, done, errors, wall, lat, formed_batch=window.formed_batch,
+                                    server_cpu_s=window.cpu_s))
+                    log(f"zooserve {m} {enc} c={c}: {rows[-1].rps:.0f} req/s, formed batch "
+                        f"{window.formed_batch or 0:.1f}, {rows[-1].cpu_us_per_request or 0:.0f} us CPU per request")
         rows = merge_repeats(rows)
         if args.workers > 1:
             rows.append(measure_workers(runner, args, zoo_env, log_dir, procs, plan, models[0],
@@ -905,10 +935,12 @@ def measure_workers(runner, args, zoo_env: dict, log_dir: Path, procs: list, pla
     procs.append(server)
     server.wait_ready("/v2/health/ready", plan.ready_timeout)
     counts = []  # the counter around the measured window; a pause lets requests still in flight land first
+    window = Window(port, server.proc.pid, model)
 
     def read_counter():
         time.sleep(0.3)
         counts.append(requests_counted(port, model))
+        window.sample()
 
     done, errors, wall, lat = runner.run(load(args.client, port, f"/v2/models/{model}/infer", body, c, plan.requests,
                                               plan.max_seconds, plan.warmup, before=read_counter, after=read_counter))
@@ -917,7 +949,8 @@ def measure_workers(runner, args, zoo_env: dict, log_dir: Path, procs: list, pla
                                 "in_flight_allowance": c if args.client == "wrk" else 0}
     server.stop()
     log(f"zooserve {model} json c={c} with {args.workers} workers: {done / wall:.0f} req/s")
-    return Row("zooserve", model, "json", c, done, errors, wall, lat, workers=args.workers)
+    return Row("zooserve", model, "json", c, done, errors, wall, lat, workers=args.workers,
+               formed_batch=window.formed_batch, server_cpu_s=window.cpu_s)
 
 
 def _post_json(port: int, path: str):
@@ -957,22 +990,24 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> str:
         p(f"- skipped (not READY in the repository): {', '.join(skipped)}")
     p(f"- total wall time {extra['wall_s']:.0f}s\n")
 
-    p("| target | model | encoding | concurrency | req/s | p50 ms | p95 ms | p99 ms | formed batch | ORT@batch rows/s | vs bare | vs bare-asgi | vs ORT@batch | ceiling req/s | vs ceiling |")
-    p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    p("| target | model | encoding | concurrency | req/s | p50 ms | p95 ms | p99 ms | formed batch | server CPU us/request | ORT@batch rows/s | vs bare | vs bare-asgi | vs ORT@batch | ceiling req/s | vs ceiling |")
+    p("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     order = {"raw-ort": 0, "bare": 1, "bare-asgi": 2, "zooserve": 3}
     for r in sorted(rows, key=lambda r: (order[r.target], r.model, r.encoding, r.concurrency, r.workers)):
         err = f" ({r.errors} errors)" if r.errors else ""
         target = f"{r.target} ({r.workers} workers)" if r.workers > 1 else r.target
         spread = f" ({min(r.rps_runs):.0f}-{max(r.rps_runs):.0f})" if r.rps_runs else ""
         p(f"| {target} | {r.model} | {r.encoding} | {r.concurrency} | {r.rps:.0f}{spread}{err} | {r.pct(50):.2f} | "
-          f"{r.pct(95):.2f} | {r.pct(99):.2f} | {_f(r.formed_batch, '.1f')} | "
+          f"{r.pct(95):.2f} | {r.pct(99):.2f} | {_f(r.formed_batch, '.1f')} | {_f(r.cpu_us_per_request, '.0f')} | "
           f"{_f(r.ort_batch_rows_s, '.0f')}{'' if r.ort_batch is None else f' (b={r.ort_batch})'} | "
           f"{_f(r.vs_bare, '.2f')} | {_f(r.vs_bare_asgi, '.2f')} | {_f(r.vs_ort_batch, '.2f')} | "
           f"{_f(r.ceiling, '.0f')} | {_f(r.vs_ceiling, '.2f')} |")
     p("\nraw-ort rows: calls/s of batch-1 session.run from `concurrency` threads, latencies per call. ORT@batch: "
       "one caller at the batch size the server formed, with the server's session options (all its threads). "
       "Ceiling: what the machine allows this model, cores / (cores / ORT@batch rows/s + 1 / bare req/s): each "
-      "request costs the model's core time on all cores plus the bare endpoint's core time on one.")
+      "request costs the model's core time on all cores plus the bare endpoint's core time on one. Server CPU: "
+      "the user and system time of zooserve's whole process tree (/proc) over the measured window, per request "
+      "answered in it.")
 
     p("\n## Targets\n")
     p("| check | measured | target | result |")
@@ -992,6 +1027,11 @@ def report(info: dict, rows: list[Row], extra: dict, skipped: list[str]) -> str:
         got = r.rps / one.rps if one and one.rps else None
         p(f"| {r.model} {r.encoding} c={r.concurrency} zooserve with {r.workers} workers vs 1 | {_f(got, '.2f')} | "
           f">= {WORKERS_TARGET} | {'-' if got is None else ('ok' if got >= WORKERS_TARGET else 'MISS')} |")
+        if one and one.cpu_us_per_request and r.cpu_us_per_request:
+            p(f"| ... server CPU per request, {r.workers} workers / 1 (no target; formed batch "
+              f"{_f(r.formed_batch, '.1f')} rows with {r.workers} workers, {_f(one.formed_batch, '.1f')} with 1) | "
+              f"{r.cpu_us_per_request / one.cpu_us_per_request:.2f} ({r.cpu_us_per_request:.0f} / "
+              f"{one.cpu_us_per_request:.0f} us) | - | - |")
     wm = extra.get("workers_metrics")
     if wm:
         lo, hi = wm["sent"], wm["sent"] + wm["in_flight_allowance"]

@@ -31,6 +31,9 @@ def test_serve_bench_dry_run_measures_every_target(tmp_path):
     assert all(r["vs_ceiling"] == pytest.approx(r["rps"] / r["ceiling"]) for r in zoo)
     (two,) = [r for r in rows if r["workers"] == 2]  # --workers 2 by default: LeNet JSON at the top level
     assert two["errors"] == 0 and two["requests"] > 0 and two["concurrency"] == 4
+    # Each zooserve window also has its server's CPU (the process tree, /proc) and its batchers' mean batch.
+    assert all(r["server_cpu_s"] is not None and r["server_cpu_s"] >= 0 and r["formed_batch"] >= 1
+               for r in zoo + [two])
     # Every request reached the counters of one worker or the other, and /metrics adds them up.
     assert "| /metrics across the workers" in proc.stdout and proc.stdout.split("| /metrics across")[1].split("\n")[0].endswith("| ok |")
     assert "| target |" in proc.stdout and "cold start" in proc.stdout
