@@ -884,7 +884,8 @@ def main(argv: list[str] | None = None) -> int:
                                               plan.warmup // 8 + 1)
                 rows.append(Row("raw-ort", m, "-", c, done, 0, wall, lat))
                 log(f"raw-ort {m} c={c}: {rows[-1].rps:.0f} calls/s")
-        for r in [r for r in rows if r.target == "zooserve" and r.formed_batch]:
+        # One process only: the ceiling's formula has the HTTP work on one core (the --workers row spreads it).
+        for r in [r for r in rows if r.target == "zooserve" and r.formed_batch and r.workers == 1]:
             b = max(1, round(r.formed_batch))
             cache = ctx[r.model]["batch_cache"]
             if b not in cache:
