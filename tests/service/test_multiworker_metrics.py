@@ -7,7 +7,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -152,3 +154,70 @@ def test_a_port_held_by_another_program_stops_the_start_with_uvicorns_code(capfd
             workers.run(config)
     assert stopped.value.code == 3  # uvicorn's STARTUP_FAILURE
     assert f"cannot listen on {sf.HOST}:{port}" in capfd.readouterr().err  # uvicorn's handler, on stderr
+
+
+def test_a_port_shared_by_another_servers_workers_stops_the_start(tmp_path):
+    """Workers listen with SO_REUSEPORT, so the port's holder may have set it too: another zooserve's workers,
+    or workers whose supervisor was killed. A second server must not join their group and silently take part
+    of their traffic; it stops as it does for any held port."""
+    repo = RepoWriter(tmp_path / "models").add("lin", 1)
+    with workers.reuse_port_socket(sf.HOST, 0) as held:
+        held.listen()
+        port = held.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, "-m", "service.cli", "--repository", str(repo.root), "--host",
+                                 sf.HOST, "--port", str(port), "--workers", "2"], cwd=tmp_path,
+                                env=sf.clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # it started: stop it and its workers, then fail
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, _ = proc.communicate()
+    assert proc.returncode == 3, out.decode()[-2000:]  # uvicorn's STARTUP_FAILURE
+    assert f"cannot listen on {sf.HOST}:{port}" in out.decode()
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux's /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"  # a zombie has exited
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_workers_end_when_their_supervisor_is_killed(tmp_path):
+    """A supervisor killed outright (SIGKILL, the OOM killer) cannot stop its workers. Left running, they would
+    keep the port and answer with code that is no longer meant to run. Each worker asks the kernel for SIGTERM
+    when its parent dies, and ends."""
+    repo, env = two_workers(tmp_path)
+    with sf.running_server(repo.root, workdir=tmp_path / "work", env=env) as server:
+        both_ready(env["PROMETHEUS_MULTIPROC_DIR"])
+        spawned = [p for p in children(server.proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        assert len(spawned) == 2, spawned
+        server.proc.kill()
+        server.proc.wait(5)
+        deadline = time.monotonic() + 30
+        try:
+            while any(alive(p) for p in spawned) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(alive(p) for p in spawned)
+            assert listening_sockets(server.port) == 0
+        finally:
+            for p in spawned:
+                if alive(p):
+                    os.kill(p, signal.SIGKILL)
