@@ -20,6 +20,11 @@ with this one, and the kernel would split the traffic between them without a wor
 binds the port without the option, which fails while any socket holds it. And each worker asks the kernel
 for SIGTERM when its supervisor dies (Linux's PR_SET_PDEATHSIG). A supervisor killed outright (SIGKILL, the
 OOM killer) cannot stop its workers itself, and they would keep serving on the port.
+
+A worker that dies leaves its metric files behind (PROMETHEUS_MULTIPROC_DIR). prometheus_client keeps
+adding up its live gauges (requests in flight, sequences generating, readiness) until it is told the process
+is dead. So the supervisor tells it when it reaps a worker: after a crash, which uvicorn follows with a new
+worker, and at shutdown.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import socket
 import sys
 
 import uvicorn
+from prometheus_client import multiprocess as prometheus_multiprocess
 from uvicorn.server import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess, multiprocess
 
@@ -78,9 +84,18 @@ def end_with_parent() -> None:  # pragma: no cover - in the worker
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-class ReusePortProcess(multiprocess.Process):
+class ReapedProcess(multiprocess.Process):
+    """A uvicorn worker whose live gauges leave /metrics once the supervisor has reaped it."""
+
+    def join(self) -> None:  # in the supervisor, for a worker that has exited or been told to
+        super().join()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and self.pid is not None:
+            prometheus_multiprocess.mark_process_dead(self.pid)
+
+
+class ReusePortProcess(ReapedProcess):
     """A uvicorn worker that listens on a socket of its own instead of the supervisor's (runs in the worker:
-    uvicorn's Server listens on the socket it is given)."""
+    uvicorn's Server listens on the socket it is given), and ends with its supervisor."""
 
     def target(self, sockets: list[socket.socket] | None = None) -> None:  # pragma: no cover - in the worker
         end_with_parent()
@@ -92,6 +107,7 @@ def run(config: uvicorn.Config) -> None:
     """Serve `config` (its `workers` > 1) with uvicorn's supervisor, each worker on its own socket."""
     if not sys.platform.startswith("linux"):
         log.warning("connections are spread over workers' own sockets only on Linux: the workers share one")
+        multiprocess.Process = ReapedProcess
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
     try:

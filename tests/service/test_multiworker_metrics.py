@@ -221,3 +221,28 @@ def test_workers_end_when_their_supervisor_is_killed(tmp_path):
             for p in spawned:
                 if alive(p):
                     os.kill(p, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_a_dead_workers_live_gauges_leave_the_metrics(tmp_path):
+    """A worker that dies (killed, out of memory) leaves its gauge files behind. In the live modes (requests in
+    flight, sequences generating, readiness) prometheus_client adds them up until it is told the process is
+    dead, so /metrics would report a dead worker's last requests in flight for ever. The supervisor tells it
+    when it reaps the worker, and starts another."""
+    repo, env = two_workers(tmp_path)
+    prom = env["PROMETHEUS_MULTIPROC_DIR"]
+
+    def live_files(pid: int) -> list[str]:
+        return [f for f in os.listdir(prom) if f.startswith("gauge_live") and f.endswith(f"_{pid}.db")]
+
+    with sf.running_server(repo.root, workdir=tmp_path / "work", env=env) as server:
+        both_ready(prom)
+        victim = next(p for p in children(server.proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text())
+        assert live_files(victim)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while live_files(victim) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not live_files(victim)
+        both_ready(prom)  # the supervisor started another worker, which loaded the model
+        assert post(server.port, "/v2/models/lin/infer", infer_json(images(1))) == 200
