@@ -29,24 +29,11 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import record  # noqa: E402  (after the path fix above)
 from benchmarks.gen_bench import add_burst_arguments, server_env, stream_once  # noqa: E402
+from benchmarks.peers.proc_cpu import TICKS, thread_cpu_seconds  # noqa: E402
 from zooserve import cpu  # noqa: E402
 from tests.service.serve_fixture import running_server  # noqa: E402
 
-TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 PARTS = ("event loop (main thread)", "other threads", "client (this process)")
-
-
-def thread_times(pid: int) -> dict[int, tuple[float, float]]:
-    """Each thread of `pid` -> (user, system) seconds so far; threads that ended are absent."""
-    times = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
-        except OSError:  # the thread ended between the listing and the read
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": field 3 onwards
-        times[int(tid)] = (int(fields[11]) * TICK_S, int(fields[12]) * TICK_S)  # utime, stime
-    return times
 
 
 def burst_cpu(pid: int, base_url: str, args: argparse.Namespace) -> tuple[float, int, dict[str, list[float]]]:
@@ -55,11 +42,11 @@ def burst_cpu(pid: int, base_url: str, args: argparse.Namespace) -> tuple[float,
     before = {}
 
     def mark() -> None:
-        before["server"], before["client"] = thread_times(pid), os.times()
+        before["server"], before["client"] = thread_cpu_seconds(pid), os.times()
 
     wall, tokens, _ = asyncio.run(stream_once(base_url, args.model, args.streams, args.tokens, args.prompts,
                                               before_burst=mark))
-    client, server = os.times(), thread_times(pid)
+    client, server = os.times(), thread_cpu_seconds(pid)
     spent = {part: [0.0, 0.0] for part in PARTS}
     for tid, (user, system) in server.items():
         u0, s0 = before["server"].get(tid, (0.0, 0.0))  # a thread born during the burst started at 0
@@ -81,7 +68,7 @@ def report(args: argparse.Namespace, walls: list[float], tokens: int, spent: dic
         user, system = (x / n for x in spent[part])
         lines.append(f"| {part} | {1e3 * (user + system):.2f} | {1e3 * user:.2f} | {1e3 * system:.2f} | "
                      f"{(user + system) / statistics.median(walls):.2f} | {1e6 * (user + system) * n / tokens:.1f} |")
-    lines.append(f"\nTokens in all: {tokens}. Kernel ticks of {1e3 * TICK_S:.0f} ms: each figure is a sum over "
+    lines.append(f"\nTokens in all: {tokens}. Kernel ticks of {1e3 / TICKS:.0f} ms: each figure is a sum over "
                  f"the {n} bursts divided by {n}.")
     return "\n".join(lines)
 

@@ -10,13 +10,28 @@ from pathlib import Path
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _stat(pid: int) -> list[str] | None:
-    """Fields 3.. of /proc/<pid>/stat (after the command name, which may hold spaces and parentheses)."""
+def stat_fields(path: str) -> list[str] | None:
+    """Fields 3.. of a /proc stat file (`/proc/<pid>/stat`, `/proc/<pid>/task/<tid>/stat`), after the command
+    name, which may hold spaces and parentheses: [0] the state, [1] the parent, [11] utime, [12] stime (ticks).
+    None if the process or thread has ended."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # the process ended meanwhile
+        text = Path(path).read_text()
+    except OSError:
         return None
     return text[text.rindex(")") + 2:].split()
+
+
+def _stat(pid: int) -> list[str] | None:
+    return stat_fields(f"/proc/{pid}/stat")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, float]]:
+    """Each live thread of `pid` -> its (user, system) CPU seconds so far."""
+    times = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        if fields := stat_fields(f"/proc/{pid}/task/{tid}/stat"):
+            times[int(tid)] = (int(fields[11]) / TICKS, int(fields[12]) / TICKS)
+    return times
 
 
 def tree(root: int) -> list[int]:

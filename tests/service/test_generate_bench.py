@@ -69,11 +69,11 @@ def test_gen_cpu_charges_each_thread_its_own_cpu_time():
         read.wait()
 
     main = threading.main_thread().native_id
-    before = gen_cpu.thread_times(os.getpid())
+    before = gen_cpu.thread_cpu_seconds(os.getpid())
     spinner = threading.Thread(target=spin)
     spinner.start()
     spun.wait()
-    after = gen_cpu.thread_times(os.getpid())
+    after = gen_cpu.thread_cpu_seconds(os.getpid())
     read.set()
     spinner.join()
     assert 0.25 <= sum(after[spinner.native_id]) <= 0.6  # kernel ticks of 10 ms

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, os.path.dirname(__file__))
 import serve_fixture as sf  # noqa: E402
 
+from benchmarks.peers import proc_cpu  # noqa: E402
 from service import workers  # noqa: E402
 from tests.service.conftest import RepoWriter, images, infer_json  # noqa: E402
 
@@ -177,26 +178,14 @@ def test_a_port_shared_by_another_servers_workers_stops_the_start(tmp_path):
     assert f"cannot listen on {sf.HOST}:{port}" in out.decode()
 
 
-def children(pid: int) -> list[int]:
-    """The processes whose parent is `pid` (Linux's /proc)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
+def spawned_workers(supervisor: int) -> list[int]:
+    """The supervisor's worker processes (multiprocessing's spawn children)."""
+    return [p for p in proc_cpu.tree(supervisor)[1:] if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
 
 
 def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"  # a zombie has exited
+    fields = proc_cpu.stat_fields(f"/proc/{pid}/stat")
+    return fields is not None and fields[0] != "Z"  # a zombie has exited
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
@@ -207,7 +196,7 @@ def test_workers_end_when_their_supervisor_is_killed(tmp_path):
     repo, env = two_workers(tmp_path)
     with sf.running_server(repo.root, workdir=tmp_path / "work", env=env) as server:
         both_ready(env["PROMETHEUS_MULTIPROC_DIR"])
-        spawned = [p for p in children(server.proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+        spawned = spawned_workers(server.proc.pid)
         assert len(spawned) == 2, spawned
         server.proc.kill()
         server.proc.wait(5)
@@ -237,7 +226,7 @@ def test_a_dead_workers_live_gauges_leave_the_metrics(tmp_path):
 
     with sf.running_server(repo.root, workdir=tmp_path / "work", env=env) as server:
         both_ready(prom)
-        victim = next(p for p in children(server.proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text())
+        victim = spawned_workers(server.proc.pid)[0]
         assert live_files(victim)
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
