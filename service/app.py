@@ -5,6 +5,7 @@ Nothing happens at import time; models load in the lifespan, when the server sta
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from service import __version__, docs, http_errors
+from service import __version__, batched_metrics, docs, http_errors
 from zooserve import cpu
 from service.logs import configure_logging
 from service.fastpath import FastPath
@@ -63,15 +64,23 @@ def create_app(settings: Settings | None = None, *, available_providers: list[st
         # the switch interval runs out: at Python's 5 ms, ResNet's batch thread sat idle ~2 ms between
         # batches of 32 at 64 clients (benchmarks/serve_bench.py); at 100 us, ~0.5 ms.
         sys.setswitchinterval(settings.gil_switch_interval_us / 1e6)
-        # The CPU level decides onnxruntime's kernels and so the speed (INT8 graphs answer the same everywhere).
-        log.info("loading models from %s with providers %s on %s", settings.repository, repo.providers,
-                 cpu.describe())
-        await repo.load_all()
-        app.state.started = True
-        delay_sigterm(app.state, settings.shutdown_drain_s)
-        repo.start_polling()
-        yield
-        await repo.close()
+        # With several workers, this worker's metric values reach the shared files in batches.
+        flusher = asyncio.create_task(batched_metrics.flush_every()) if batched_metrics.enabled() else None
+        try:
+            # The CPU level decides onnxruntime's kernels and so the speed (INT8 graphs answer the same
+            # everywhere).
+            log.info("loading models from %s with providers %s on %s", settings.repository, repo.providers,
+                     cpu.describe())
+            await repo.load_all()
+            app.state.started = True
+            delay_sigterm(app.state, settings.shutdown_drain_s)
+            repo.start_polling()
+            yield
+            await repo.close()
+        finally:
+            if flusher is not None:
+                flusher.cancel()  # it flushes once more as it ends
+                await asyncio.gather(flusher, return_exceptions=True)
 
     # Response schemas in validation mode: a field with a default may be left out, as the routes' answers do.
     # FastAPI's native OpenTelemetry hooks off: the service reports Prometheus metrics, and asking whether a

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import serve_fixture as sf  # noqa: E402
 
 from benchmarks.peers import proc_cpu  # noqa: E402
-from service import workers  # noqa: E402
+from service import batched_metrics, workers  # noqa: E402
 from tests.service.conftest import RepoWriter, images, infer_json  # noqa: E402
 
 REQUESTS = 24
@@ -135,7 +135,9 @@ def test_two_workers_report_one_sum(tmp_path):
                 sent += REQUESTS
         assert statuses == [200] * sent
         pids = set(os.listdir(prom))
-        # Several scrapes land on either worker; every one of them must see all the requests.
+        # Several scrapes land on either worker; every one of them must see all the requests, once each worker
+        # has flushed its last ones to its file (service.batched_metrics).
+        time.sleep(3 * batched_metrics.FLUSH_S)
         seen = [requests_for(scrape(server.port), "lin") for _ in range(6)]
         ready = scrape(server.port)
     assert seen == [sent] * 6, seen
