@@ -2,11 +2,12 @@
 
 With `--workers N`, prometheus_client keeps each worker's metric values in memory-mapped files of its own, and
 /metrics adds every worker's files up (service.metrics). Its value class writes each update through to the
-file, under a lock, after asking the kernel for the process id (to notice a fork): a LeNet request's six
-updates (requests in flight up and down, queue depth and wait, the request count and its duration) took
-6.6 us that way against 2.6 us here, on the AMD EPYC Zen 5 of docs/performance.md, where a request costs
-a worker about 100 us of CPU in all. That difference was the one per-request cost that two workers paid and
-one did not.
+file, under a lock, after asking the kernel for the process id (to notice a fork). A LeNet request's
+updates (requests in flight up and down, queue depth and wait, the request count and its duration, and its
+share of its batch's) took 6.66 us of CPU that way against 3.20 us here and 2.49 us in a single worker
+(`benchmarks/metrics_bench.py`, AVX-512 VNNI AMD EPYC Zen 5; the run is linked from docs/performance.md),
+where a request costs each of two workers about 100 us of CPU in all. That difference was the one
+per-request cost that two workers paid and one did not.
 
 Here an update changes the value in memory and marks it; `flush` writes the marked values to the file. Each
 worker flushes every FLUSH_S (`flush_every`, a task on its event loop, which also flushes when it ends with
